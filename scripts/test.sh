@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every certsync test on a fresh Debian 12 machine: installs what is missing,
+# fetches the Kafka jars, builds twice (plain and with AddressSanitizer + UBSan),
+# and runs ctest. Real servers (Kafka, slapd, Samba AD) are started and stopped
+# by the tests' own fixtures.
+#
+#   bash scripts/test.sh            everything
+#   bash scripts/test.sh -L unit    only tests with that ctest label (passed to ctest)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+JOBS=$(nproc)
+
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "dependencies"
+bash scripts/install-deps.sh
+bash tests/services/kafka.sh fetch
+
+step "format check (clang-format)"
+mapfile -t sources < <(git ls-files '*.c' '*.h' 2>/dev/null || find common collector publisher tests bench -name '*.[ch]')
+clang-format --dry-run --Werror "${sources[@]}"
+
+step "build (sanitizers: address, undefined)"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCS_SANITIZE=ON >/dev/null
+ninja -C build-asan
+step "unit tests under sanitizers"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan -L unit -j "$JOBS" --output-on-failure
+
+step "build (release with debug info)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C build
+step "all tests against real servers"
+ctest --test-dir build -j "$JOBS" --output-on-failure "$@"

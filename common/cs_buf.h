@@ -38,7 +38,8 @@ size_t cs_buf_len(const cs_buf *b);
 /* Empties the buffer, keeping its memory. */
 void cs_buf_reset(cs_buf *b);
 
-/* Hands the contents to the caller (free with free()) and empties the buffer. NULL only when out of memory. */
+/* Hands the contents to the caller (free with free()) and empties the buffer. NULL only when out of memory.
+ */
 char *cs_buf_take(cs_buf *b);
 
 /* Frees the memory; the buffer may be reused after cs_buf_init. */

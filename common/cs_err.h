@@ -37,7 +37,8 @@ typedef struct cs_err cs_err;
  * memory runs out it returns a shared static "out of memory" error, which
  * cs_err_free() ignores. Caller frees with cs_err_free().
  */
-cs_err *cs_err_new(cs_err_code code, unsigned flags, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+cs_err *cs_err_new(cs_err_code code, unsigned flags, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * Prefixes context to an existing error's message ("loading x: <old message>")

@@ -31,8 +31,8 @@ cs_err *cs_event_key(const char *source_id, const char *object_id, char **out)
                           "source id \"%s\" cannot key an event: it must be non-empty and contain no '/'",
                           source_id ? source_id : "");
     if (!object_id || !*object_id)
-        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "object without an id (objectGUID / entryUUID) in source \"%s\"",
-                          source_id);
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0,
+                          "object without an id (objectGUID / entryUUID) in source \"%s\"", source_id);
     size_t n = strlen(source_id) + 1 + strlen(object_id) + 1;
     char *key = malloc(n);
     if (!key)
@@ -46,11 +46,13 @@ cs_err *cs_event_decode(const uint8_t *data, size_t len, Certsync__V1__ChangeEve
 {
     *out = NULL;
     if (len == 0)
-        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "empty record: a change event is never empty (a null tombstone "
-                                                   "from another producer?)");
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0,
+                          "empty record: a change event is never empty (a null tombstone "
+                          "from another producer?)");
     if (len > CS_EVENT_MAX_BYTES)
-        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "record of %zu bytes exceeds the %u-byte limit for a change event",
-                          len, CS_EVENT_MAX_BYTES);
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0,
+                          "record of %zu bytes exceeds the %u-byte limit for a change event", len,
+                          CS_EVENT_MAX_BYTES);
     Certsync__V1__ChangeEvent *ev = certsync__v1__change_event__unpack(NULL, len, data);
     if (!ev)
         return cs_err_new(CS_ERR_INVALID_INPUT, 0,
@@ -98,7 +100,8 @@ static int digest_cmp(const void *a, const void *b)
 }
 
 /* Feeds one attribute's framing and sorted value digests into ctx. */
-static cs_err *hash_attribute(EVP_MD_CTX *ctx, const char *name, Certsync__V1__CertificateValue **values, size_t n)
+static cs_err *hash_attribute(EVP_MD_CTX *ctx, const char *name, Certsync__V1__CertificateValue **values,
+                              size_t n)
 {
     unsigned char(*digests)[SHA256_DIGEST_LENGTH] = NULL;
     if (n) {

@@ -31,7 +31,8 @@ const char *cs_log_level_name(cs_log_level level);
 void cs_log_set_output(FILE *out);
 
 /* Logs a printf-formatted message. */
-void cs_log(cs_log_level level, const char *facility, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void cs_log(cs_log_level level, const char *facility, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * Logs a fixed message with extra string fields given as key, value pairs and

@@ -37,10 +37,10 @@ int cs_version_stamp_compare(const Certsync__V1__AttributeStamp *a, const Certsy
 
 cs_version_order cs_version_compare(const Certsync__V1__Version *a, const Certsync__V1__Version *b)
 {
-    const Certsync__V1__AttributeStamp *sa[3] = {a ? a->user_certificate : NULL, a ? a->user_smime_certificate : NULL,
-                                                 a ? a->lifecycle : NULL};
-    const Certsync__V1__AttributeStamp *sb[3] = {b ? b->user_certificate : NULL, b ? b->user_smime_certificate : NULL,
-                                                 b ? b->lifecycle : NULL};
+    const Certsync__V1__AttributeStamp *sa[3] = {
+        a ? a->user_certificate : NULL, a ? a->user_smime_certificate : NULL, a ? a->lifecycle : NULL};
+    const Certsync__V1__AttributeStamp *sb[3] = {
+        b ? b->user_certificate : NULL, b ? b->user_smime_certificate : NULL, b ? b->lifecycle : NULL};
     int newer = 0, older = 0;
     for (int i = 0; i < 3; i++) {
         int c = cs_version_stamp_compare(sa[i], sb[i]);

@@ -36,7 +36,8 @@ static void writes_one_json_line(void **state)
     cs_log_set_level(CS_LOG_INFO);
     char *out = capture(emit_info);
     assert_int_equal(out[0], '{');
-    assert_non_null(strstr(out, "\"level\":\"info\",\"facility\":\"test\",\"msg\":\"hello world \\\"quoted\\\"\"}\n"));
+    assert_non_null(
+        strstr(out, "\"level\":\"info\",\"facility\":\"test\",\"msg\":\"hello world \\\"quoted\\\"\"}\n"));
     assert_non_null(strstr(out, "\"ts\":\"20"));
     assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out));
     free(out);
@@ -99,10 +100,8 @@ static void parses_level_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(writes_one_json_line),
-        cmocka_unit_test(drops_lines_below_level),
-        cmocka_unit_test(writes_fields_and_null),
-        cmocka_unit_test(huge_field_is_dropped_not_broken),
+        cmocka_unit_test(writes_one_json_line),   cmocka_unit_test(drops_lines_below_level),
+        cmocka_unit_test(writes_fields_and_null), cmocka_unit_test(huge_field_is_dropped_not_broken),
         cmocka_unit_test(parses_level_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,7 +7,8 @@
 
 #include "cs_version.h"
 
-static Certsync__V1__AttributeStamp ad_stamp(uint32_t version, int64_t time, unsigned char invocation_first_byte)
+static Certsync__V1__AttributeStamp ad_stamp(uint32_t version, int64_t time,
+                                             unsigned char invocation_first_byte)
 {
     static unsigned char ids[256][16];
     Certsync__V1__AttributeStamp s = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT;
@@ -60,7 +61,8 @@ static void absent_stamp_is_older_than_any(void **state)
 static void csn_stamps_compare_as_strings(void **state)
 {
     (void)state;
-    Certsync__V1__AttributeStamp a = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT, b = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT;
+    Certsync__V1__AttributeStamp a = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT,
+                                 b = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT;
     a.csn = (char[]){"20261128154205.000001Z#000000#000#000000"};
     b.csn = (char[]){"20261128154205.000002Z#000000#000#000000"};
     assert_int_equal(cs_version_stamp_compare(&a, &b), -1);

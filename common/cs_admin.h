@@ -1,9 +1,10 @@
 /*
  * cs_admin: the admin HTTP endpoint both services run (libmicrohttpd).
  *
- *   GET /healthz  liveness:  200 {"status":"ok","checks":{...}} or 503
- * {"status":"fail","checks":{"kafka":"<reason>"}} GET /readyz   readiness: same shape, from the readiness
- * checks GET /metrics  the cs_metrics registry, text format 0.0.4
+ *   GET /healthz  liveness: 200 {"status":"ok","checks":{...}}
+ *                 or 503 {"status":"fail","checks":{"kafka":"<reason>"}}
+ *   GET /readyz   readiness: same shape, from the readiness checks
+ *   GET /metrics  the cs_metrics registry, text format 0.0.4
  *
  * HEAD is answered like GET without a body; other methods get 405 with
  * "Allow: GET, HEAD"; other paths 404, both with a JSON body. The server runs

@@ -1,0 +1,317 @@
+#include "col_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const mode_values[] = {"auto", "dirsync", "usn", "syncrepl", NULL};
+static const char *const sasl_values[] = {"none", "GSSAPI", NULL};
+static const char *const level_values[] = {"debug", "info", "warn", "error", NULL};
+
+#define MS(x) (x)
+#define SEC(x) ((x)*1000LL)
+#define MIN(x) ((x)*60000LL)
+#define HOUR(x) ((x)*3600000LL)
+
+/* The collector's keys. Keep descriptions short: they are the --help-config text. */
+static const cs_config_row col_rows[] = {
+    {.name = "source.id",
+     .type = CS_CONFIG_STRING,
+     .required = true,
+     .check = cs_config_check_id,
+     .desc =
+         "Stable id of this directory source (letters, digits, . _ -). It names the checkpoint and the "
+         "Kafka transactional.id certsync-collector-<id>: replicas with one id fence each other, so never "
+         "reuse it for another directory."},
+    {.name = "source.site",
+     .type = CS_CONFIG_STRING,
+     .def = "",
+     .desc = "Free-form site or forest name copied into every event's source (e.g. \"emea\")."},
+    {.name = "ldap.url",
+     .type = CS_CONFIG_STRING,
+     .required = true,
+     .check = cs_config_check_ldap_url,
+     .desc = "Directory server: ldap://host[:port] or ldaps://host[:port]."},
+    {.name = "ldap.starttls",
+     .type = CS_CONFIG_BOOL,
+     .def = "false",
+     .desc = "Upgrade an ldap:// connection with StartTLS before binding."},
+    {.name = "ldap.bind_dn",
+     .type = CS_CONFIG_STRING,
+     .desc = "DN (or user@domain on AD) for a simple bind; needs ldap.password_file. Unset: anonymous, or "
+             "SASL with ldap.sasl_mech."},
+    {.name = "ldap.password_file",
+     .type = CS_CONFIG_SECRET,
+     .desc = "File holding the bind password (a Kubernetes Secret); read at start."},
+    {.name = "ldap.sasl_mech",
+     .type = CS_CONFIG_ENUM,
+     .def = "none",
+     .allowed = sasl_values,
+     .desc = "SASL mechanism: none (simple bind) or GSSAPI (Kerberos; credentials from the keytab/ccache in "
+             "the environment)."},
+    {.name = "ldap.tls.ca_file",
+     .type = CS_CONFIG_FILE,
+     .desc = "PEM bundle of CAs that signed the directory's certificate. Unset: the system CAs."},
+    {.name = "ldap.tls.verify",
+     .type = CS_CONFIG_BOOL,
+     .def = "true",
+     .desc = "Verify the directory's TLS certificate and host name. false is for tests only and is logged "
+             "as a warning."},
+    {.name = "ldap.allow_plaintext_bind",
+     .type = CS_CONFIG_BOOL,
+     .def = "false",
+     .desc = "Allow a simple bind (password) over ldap:// without StartTLS. For tests only."},
+    {.name = "ldap.base_dns",
+     .type = CS_CONFIG_LIST,
+     .required = true,
+     .desc = "Search bases, e.g. [\"DC=corp,DC=example,DC=com\"]. DirSync needs naming-context roots; other "
+             "DNs are filtered on the client."},
+    {.name = "ldap.filter",
+     .type = CS_CONFIG_STRING,
+     .check = cs_config_check_ldap_filter,
+     .def_doc = "per directory: AD " COL_CONFIG_FILTER_AD ", OpenLDAP " COL_CONFIG_FILTER_OPENLDAP,
+     .desc = "LDAP filter selecting the users to sync."},
+    {.name = "ldap.group_dn",
+     .type = CS_CONFIG_STRING,
+     .desc = "When set, only members of this group are in scope. Unset: every user the filter matches."},
+    {.name = "ldap.mode",
+     .type = CS_CONFIG_ENUM,
+     .def = "auto",
+     .allowed = mode_values,
+     .desc =
+         "Change tracking: dirsync (AD, needs Replicating Directory Changes), usn (AD uSNChanged polling), "
+         "syncrepl (OpenLDAP RFC 4533), auto (pick from the server's capabilities)."},
+    {.name = "ldap.poll_interval",
+     .type = CS_CONFIG_DURATION,
+     .def = "1s",
+     .min = MS(100),
+     .max = HOUR(1),
+     .desc = "Pause between incremental polls (dirsync, usn)."},
+    {.name = "ldap.page_size",
+     .type = CS_CONFIG_INT,
+     .def = "500",
+     .min = 1,
+     .max = 5000,
+     .desc = "Entries per page of paged searches (AD's MaxPageSize is 1000 by default)."},
+    {.name = "ldap.timeout",
+     .type = CS_CONFIG_DURATION,
+     .def = "30s",
+     .min = SEC(1),
+     .max = MIN(10),
+     .desc = "Limit for connecting and for each LDAP operation."},
+    {.name = "topics.events",
+     .type = CS_CONFIG_STRING,
+     .def = "certsync.changes.v1",
+     .check = cs_config_check_topic,
+     .desc = "Compacted topic of change events (key = object id)."},
+    {.name = "topics.checkpoint",
+     .type = CS_CONFIG_STRING,
+     .def = "certsync.collector-state.v1",
+     .check = cs_config_check_topic,
+     .desc = "Compacted topic of collector checkpoints (key = source id)."},
+    {.name = "topics.held",
+     .type = CS_CONFIG_STRING,
+     .def = "certsync.held.v1",
+     .check = cs_config_check_topic,
+     .desc = "Topic of events held back by the mass-removal guard until released."},
+    {.name = "batch.max_events",
+     .type = CS_CONFIG_INT,
+     .def = "1000",
+     .min = 1,
+     .max = 100000,
+     .desc = "Commit a Kafka transaction after at most this many events."},
+    {.name = "batch.max_wait",
+     .type = CS_CONFIG_DURATION,
+     .def = "500ms",
+     .min = MS(1),
+     .max = MIN(1),
+     .desc = "Commit a Kafka transaction at most this long after its first event."},
+    {.name = "guard.mass_removal_threshold",
+     .type = CS_CONFIG_INT,
+     .def = "500",
+     .min = 1,
+     .max = 10000000,
+     .desc = "Hold removals when one pass would remove or empty the certificates of more objects than this."},
+    {.name = "admin.listen",
+     .type = CS_CONFIG_LISTEN,
+     .def = "0.0.0.0:9464",
+     .desc = "Address of the admin HTTP endpoint (/healthz, /readyz, /metrics). Port 0 picks a free port."},
+    {.name = "log.level",
+     .type = CS_CONFIG_ENUM,
+     .def = "info",
+     .allowed = level_values,
+     .desc = "Lowest level of log lines written."},
+    {.name = "kafka.",
+     .type = CS_CONFIG_PREFIX,
+     .desc = "Any librdkafka property, e.g. kafka.bootstrap.servers (required), kafka.security.protocol. "
+             "transactional.id is set from source.id."},
+    {.name = NULL},
+};
+
+/* Cross-field rules: what a single row cannot say. */
+static void col_finalize(cs_config *c)
+{
+    const char *url = cs_config_get_string(c, "ldap.url");
+    bool ldaps = url && strncmp(url, "ldaps://", 8) == 0;
+    bool starttls = cs_config_get_bool(c, "ldap.starttls");
+    bool sasl = strcmp(cs_config_get_string(c, "ldap.sasl_mech"), "none") != 0;
+    bool has_dn = cs_config_get_string(c, "ldap.bind_dn") != NULL;
+    bool has_pw = cs_config_is_set(c, "ldap.password_file");
+    bool urls_ok = url && cs_config_key_ok(c, "ldap.url") && cs_config_key_ok(c, "ldap.starttls");
+
+    if (urls_ok && ldaps && starttls)
+        cs_config_add_error(
+            c, "ldap.starttls",
+            "ldap.starttls: true with an ldaps:// URL: ldaps is already encrypted; use one or "
+            "the other");
+    if (!sasl && has_dn && !has_pw && cs_config_key_ok(c, "ldap.password_file"))
+        cs_config_add_error(
+            c, "ldap.bind_dn",
+            "ldap.bind_dn is set but ldap.password_file is not: a simple bind needs a password "
+            "file (or set ldap.sasl_mech: GSSAPI)");
+    if (!sasl && !has_dn && has_pw)
+        cs_config_add_error(c, "ldap.password_file",
+                            "ldap.password_file is set but ldap.bind_dn is not: set the DN to bind as");
+    if (sasl && has_pw)
+        cs_config_add_warning(c, "ldap.password_file",
+                              "ldap.password_file is ignored with ldap.sasl_mech: GSSAPI");
+    if (urls_ok && !sasl && has_dn && !ldaps && !starttls) {
+        if (!cs_config_get_bool(c, "ldap.allow_plaintext_bind"))
+            cs_config_add_error(
+                c, "ldap.bind_dn",
+                "ldap.bind_dn: a simple bind over %s without StartTLS would send the password in clear text: "
+                "use ldaps://, set ldap.starttls: true, or (tests only) set "
+                "ldap.allow_plaintext_bind: true",
+                url);
+        else
+            cs_config_add_warning(
+                c, "ldap.allow_plaintext_bind",
+                "the bind password is sent in clear text (ldap.allow_plaintext_bind: true)");
+    }
+    if (!cs_config_get_bool(c, "ldap.tls.verify"))
+        cs_config_add_warning(c, "ldap.tls.verify",
+                              "ldap.tls.verify: false: the directory's certificate is not checked; anyone on "
+                              "the path can impersonate it");
+    if (urls_ok && !ldaps && !starttls && cs_config_is_set(c, "ldap.tls.ca_file"))
+        cs_config_add_warning(c, "ldap.tls.ca_file", "ldap.tls.ca_file is unused: the connection is not TLS");
+    if (cs_config_prefix_count(c, "kafka.") == 0 || !cs_config_is_set(c, "kafka.bootstrap.servers"))
+        cs_config_add_error(
+            c, NULL,
+            "missing required key \"kafka.bootstrap.servers\": the Kafka brokers to connect to, "
+            "e.g. kafka-0.kafka:9092");
+    if (cs_config_is_set(c, "kafka.transactional.id"))
+        cs_config_add_error(
+            c, "kafka.transactional.id",
+            "kafka.transactional.id is set by certsync (certsync-collector-<source.id>): remove "
+            "it and choose source.id instead");
+}
+
+static const cs_config_spec col_spec = {
+    .service = "certsync-collector",
+    .rows = col_rows,
+    .finalize = col_finalize,
+};
+
+const cs_config_spec *col_config_spec(void)
+{
+    return &col_spec;
+}
+
+/* Index of `value` in a NULL-terminated list; the loader already checked it is there. */
+static int enum_index(const char *value, const char *const *allowed)
+{
+    for (int i = 0; allowed[i]; i++)
+        if (strcmp(value, allowed[i]) == 0)
+            return i;
+    return 0;
+}
+
+cs_err *col_config_load(const char *path, col_config **out)
+{
+    cs_config *raw = NULL;
+    col_config *cfg = NULL;
+    *out = NULL;
+    cs_err *err = cs_config_load(&col_spec, path, &raw);
+    if (err)
+        goto cleanup;
+    cfg = calloc(1, sizeof(*cfg));
+    if (!cfg) {
+        err = cs_err_new(CS_ERR_NOMEM, 0, "%s: out of memory", path);
+        goto cleanup;
+    }
+    cfg->raw = raw;
+    cfg->source_id = cs_config_get_string(raw, "source.id");
+    cfg->source_site = cs_config_get_string(raw, "source.site");
+    cfg->ldap_url = cs_config_get_string(raw, "ldap.url");
+    cfg->ldap_starttls = cs_config_get_bool(raw, "ldap.starttls");
+    cfg->ldap_bind_dn = cs_config_get_string(raw, "ldap.bind_dn");
+    cfg->ldap_password = cs_config_get_secret(raw, "ldap.password_file");
+    cfg->ldap_sasl_mech = (col_sasl_mech)enum_index(cs_config_get_string(raw, "ldap.sasl_mech"), sasl_values);
+    cfg->ldap_tls_ca_file = cs_config_get_string(raw, "ldap.tls.ca_file");
+    cfg->ldap_tls_verify = cs_config_get_bool(raw, "ldap.tls.verify");
+    cfg->ldap_allow_plaintext_bind = cs_config_get_bool(raw, "ldap.allow_plaintext_bind");
+    cfg->ldap_base_dn_count = cs_config_get_list(raw, "ldap.base_dns", &cfg->ldap_base_dns);
+    cfg->ldap_filter = cs_config_get_string(raw, "ldap.filter");
+    cfg->ldap_group_dn = cs_config_get_string(raw, "ldap.group_dn");
+    cfg->ldap_mode = (col_ldap_mode)enum_index(cs_config_get_string(raw, "ldap.mode"), mode_values);
+    cfg->ldap_poll_interval_ms = cs_config_get_duration_ms(raw, "ldap.poll_interval");
+    cfg->ldap_page_size = (int)cs_config_get_int(raw, "ldap.page_size");
+    cfg->ldap_timeout_ms = cs_config_get_duration_ms(raw, "ldap.timeout");
+    cfg->topic_events = cs_config_get_string(raw, "topics.events");
+    cfg->topic_checkpoint = cs_config_get_string(raw, "topics.checkpoint");
+    cfg->topic_held = cs_config_get_string(raw, "topics.held");
+    cfg->batch_max_events = (int)cs_config_get_int(raw, "batch.max_events");
+    cfg->batch_max_wait_ms = cs_config_get_duration_ms(raw, "batch.max_wait");
+    cfg->guard_mass_removal_threshold = (int)cs_config_get_int(raw, "guard.mass_removal_threshold");
+    cfg->admin_listen = cs_config_get_string(raw, "admin.listen");
+    cs_config_get_listen(raw, "admin.listen", &cfg->admin_host, &cfg->admin_port);
+    cfg->log_level = (cs_log_level)enum_index(cs_config_get_string(raw, "log.level"), level_values);
+    /* source.id is at most 100 characters (cs_config_check_id), so this always fits. */
+    snprintf(cfg->transactional_id, sizeof(cfg->transactional_id), "%s%s", COL_CONFIG_TXN_ID_PREFIX,
+             cfg->source_id);
+    *out = cfg;
+    cfg = NULL;
+    raw = NULL;
+cleanup:
+    free(cfg);
+    cs_config_free(raw);
+    return err;
+}
+
+void col_config_free(col_config *cfg)
+{
+    if (!cfg)
+        return;
+    cs_config_free(cfg->raw);
+    free(cfg);
+}
+
+const char *col_config_filter(const col_config *cfg, bool active_directory)
+{
+    if (cfg->ldap_filter)
+        return cfg->ldap_filter;
+    return active_directory ? COL_CONFIG_FILTER_AD : COL_CONFIG_FILTER_OPENLDAP;
+}
+
+cs_err *col_config_kafka_conf(const col_config *cfg, rd_kafka_conf_t **out)
+{
+    char errstr[512];
+    cs_err *err = NULL;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    *out = NULL;
+    err = cs_config_apply_kafka(cfg->raw, conf);
+    if (err)
+        goto cleanup;
+    if (rd_kafka_conf_set(conf, "transactional.id", cfg->transactional_id, errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK) {
+        err = cs_err_new(CS_ERR_CONFIG, 0, "%s: transactional.id \"%s\" (from source.id) rejected: %s",
+                         cs_config_path(cfg->raw), cfg->transactional_id, errstr);
+        goto cleanup;
+    }
+    *out = conf;
+    conf = NULL;
+cleanup:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    return err;
+}

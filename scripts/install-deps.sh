@@ -18,8 +18,31 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# Python packages for the test tools, on the machine's python3: tests/tools/gen_users.py needs
+# "cryptography", the Office 365 emulator (tests/emulator) needs it too, and its tests run under pytest.
+# ensure_py_module IMPORT_NAME PIP_NAME DEBIAN_PACKAGE: installs only when the import fails.
+ensure_py_module() {
+  local module=$1 pip_name=$2 deb=$3 sudo=""
+  python3 -c "import $module" 2>/dev/null && return 0
+  echo "install-deps: installing the Python package $pip_name"
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  if python3 -m pip --version >/dev/null 2>&1; then
+    # Debian 12 marks its python3 externally managed (PEP 668): retry with the override.
+    $sudo python3 -m pip install -q "$pip_name" ||
+      $sudo python3 -m pip install -q --break-system-packages "$pip_name"
+  else
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "$deb"
+  fi
+  python3 -c "import $module" || { echo "install-deps: $pip_name still missing" >&2; exit 1; }
+}
+ensure_py_modules() {
+  ensure_py_module cryptography cryptography python3-cryptography
+  ensure_py_module pytest pytest python3-pytest
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
+  ensure_py_modules
   exit 0
 fi
 
@@ -34,3 +57,4 @@ $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet slapd 2>/dev/null; then
   $SUDO systemctl stop slapd || true
 fi
+ensure_py_modules

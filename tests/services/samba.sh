@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# Throw-away Samba AD domain controller for tests (conventions: tests/services/lib.sh). Needs root.
+#
+#   samba.sh start DIR [--cache CACHEDIR]
+#       Provisions realm CORP.EXAMPLE.TEST (domain CORP, rfc2307, no DNS, only the LDAP service)
+#       into DIR/ad, binds it to its own loopback address 127.88.X.Y (added to lo as a /32 alias:
+#       Samba's LDAP ports are fixed at 389/636, so one address per instance keeps instances apart
+#       and off the host's real addresses), with TLS from a test CA in DIR/tls (SAN IP:127.88.X.Y)
+#       and simple bind over plain LDAP allowed. Runs `samba -i -M single` in its own session,
+#       waits until a simple bind as Administrator can search, writes DIR/env and DIR/pid:
+#         SAMBA_URL SAMBA_LDAPS_URL SAMBA_HOST SAMBA_BASE SAMBA_BIND_DN SAMBA_PASSWORD_FILE
+#         SAMBA_CA_FILE SAMBA_REALM (+ SAMBA_BIND_UPN, SAMBA_LOG, SAMBA_PID; plain KEY=VALUE lines)
+#       Only the "ldap" service runs: "winbindd" would need the winbind package (without it samba
+#       exits at once), and nothing here needs it. -M single then is one process.
+#       --cache CACHEDIR (or CS_SAMBA_CACHE): keep a pristine provisioned template there and copy
+#       it per start (provisioning costs ~6 s, a copy well under 1 s). The template's domain SID,
+#       keys and Administrator password are shared by every copy: fine for tests only.
+#   samba.sh stop DIR
+#       SIGTERM to the PID in DIR/pid, waits, then checks no process of that session is left
+#       (samba runs in its own session, so its children are found by session id, never by name);
+#       kills and reports leftovers and exits non-zero if there were any. Removes the address alias.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/services/lib.sh
+. "$HERE/lib.sh"
+TOOLS=$(cd "$HERE/../tools" && pwd)
+
+REALM=CORP.EXAMPLE.TEST
+DOMAIN=CORP
+DNS_DOMAIN=corp.example.test
+BASE="DC=corp,DC=example,DC=test"
+HOST_NAME=dc1
+# Bump when the provision command below changes: cached templates with another recipe are rebuilt.
+RECIPE=1
+ALIAS_LOCK=/tmp/certsync-samba-alias.lock
+
+usage() {
+  awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2
+  exit 2
+}
+
+# session_pids SID: live (non-zombie) processes in session SID, one per line.
+session_pids() {
+  ps -e -o pid=,sid=,stat= | awk -v s="$1" '$2 == s && substr($3, 1, 1) != "Z" { print $1 }'
+}
+
+# provision TARGET PASSWORD: samba-tool domain provision into TARGET/ad (TARGET is new).
+provision() {
+  local t=$1 pw=$2
+  mkdir -p "$t"
+  : >"$t/empty.conf"
+  # The paths given here only matter during provisioning: start writes its own smb.conf.
+  samba-tool domain provision -s "$t/empty.conf" --targetdir="$t/ad" --realm="$REALM" \
+    --domain="$DOMAIN" --host-name="$HOST_NAME" --server-role=dc --dns-backend=NONE --use-rfc2307 \
+    --adminpass="$pw" --host-ip=127.0.0.1 \
+    --option="interfaces = lo" --option="bind interfaces only = yes" \
+    --option="log file = $t/ad/log.%m" --option="pid directory = $t/ad/run" \
+    --option="ncalrpc dir = $t/ad/ncalrpc" --option="winbindd socket directory = $t/ad/winbindd" \
+    --option="ntp signd socket directory = $t/ad/ntp_signd" --option="server services = ldap" \
+    >"$t/provision.log" 2>&1 || {
+    cs_show_log "$t/provision.log"
+    cs_die "samba-tool domain provision into $t failed (is samba-ad-provision installed? scripts/install-deps.sh)"
+  }
+  (umask 077 && printf '%s' "$pw" >"$t/password")
+}
+
+new_password() {
+  # AD complexity: upper, lower, digit and symbol.
+  printf 'Cs1!%s' "$(head -c 15 /dev/urandom | base64 | tr -d '/+=')"
+}
+
+# template CACHEDIR: prints the path of a provisioned template, building it once under a lock.
+template() {
+  local c=$1 stamp
+  stamp="recipe=$RECIPE $(samba --version)"
+  mkdir -p "$c"
+  (
+    flock 9
+    if [ -f "$c/template/stamp" ] && [ "$(cat "$c/template/stamp")" = "$stamp" ]; then
+      exit 0
+    fi
+    rm -rf "$c/template" "$c/template.tmp"
+    provision "$c/template.tmp" "$(new_password)"
+    echo "$stamp" >"$c/template.tmp/stamp"
+    mv "$c/template.tmp" "$c/template"
+  ) 9>"$c/.lock" >&2
+  echo "$c/template"
+}
+
+# pick_address: a 127.88.X.Y nobody uses, added to lo. Under a lock, so parallel starts differ.
+pick_address() {
+  local d=$1 i ip
+  (
+    flock 9
+    for ((i = 0; i < 200; i++)); do
+      ip="127.88.$((RANDOM % 250 + 1)).$((RANDOM % 250 + 2))"
+      if ip -4 addr show dev lo | grep -qw "inet $ip/32"; then continue; fi
+      if (exec 3<>"/dev/tcp/$ip/389") 2>/dev/null; then continue; fi
+      ip addr add "$ip/32" dev lo || cs_die "cannot add $ip/32 to lo (needs root / CAP_NET_ADMIN)"
+      echo "$ip" >"$d/address"
+      exit 0
+    done
+    cs_die "no free 127.88.x.y address found after 200 tries"
+  ) 9>"$ALIAS_LOCK"
+  cat "$d/address"
+}
+
+remove_address() {
+  local d=$1 ip
+  [ -f "$d/address" ] || return 0
+  ip=$(cat "$d/address")
+  if ip -4 addr show dev lo | grep -qw "inet $ip/32"; then
+    ip addr del "$ip/32" dev lo || echo "warning: could not remove $ip/32 from lo" >&2
+  fi
+  rm -f "$d/address"
+}
+
+write_smb_conf() {
+  local d=$1 ip=$2 ad=$1/ad
+  cat >"$ad/etc/smb.conf" <<EOF
+# Written by tests/services/samba.sh for one throw-away test DC.
+[global]
+	netbios name = ${HOST_NAME^^}
+	realm = $REALM
+	workgroup = $DOMAIN
+	server role = active directory domain controller
+	server services = ldap
+	idmap_ldb:use rfc2307 = yes
+	interfaces = $ip/32
+	bind interfaces only = yes
+	binddns dir = $ad/bind-dns
+	cache directory = $ad/cache
+	lock directory = $ad
+	private dir = $ad/private
+	state directory = $ad/state
+	pid directory = $ad/run
+	ncalrpc dir = $ad/ncalrpc
+	winbindd socket directory = $ad/winbindd
+	ntp signd socket directory = $ad/ntp_signd
+	log file = $ad/log.%m
+	log level = 1
+	ldap server require strong auth = no
+	tls enabled = yes
+	tls keyfile = $d/tls/samba.key
+	tls certfile = $d/tls/samba.pem
+	tls cafile = $d/tls/ca.pem
+EOF
+}
+
+cmd_start() {
+  local d=$1
+  shift
+  local cache=${CS_SAMBA_CACHE:-}
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --cache)
+        [ $# -ge 2 ] || cs_die "--cache needs a directory"
+        cache=$2
+        shift
+        ;;
+      *) cs_die "unknown option '$1' for samba.sh start; use --cache DIR" ;;
+    esac
+    shift
+  done
+  [ "$(id -u)" -eq 0 ] || cs_die "samba.sh needs root (Samba's AD DC and the loopback alias); run as root"
+  command -v samba >/dev/null || cs_die "samba not found; install it with scripts/install-deps.sh"
+  if [ -f "$d/pid" ] && cs_pid_alive "$(cat "$d/pid")"; then
+    cs_die "a samba from $d is still running (pid $(cat "$d/pid")); run 'samba.sh stop $d' first"
+  fi
+  mkdir -p "$d"
+  d=$(cd "$d" && pwd)
+  remove_address "$d"
+  rm -rf "$d/ad" "$d/tls" "$d/env" "$d/pid" "$d/samba.log" "$d/password"
+
+  local t0 t1 src
+  t0=$(date +%s.%N)
+  if [ -n "$cache" ]; then
+    src=$(template "$cache")
+    cp -a "$src/ad" "$d/ad"
+    cp -p "$src/password" "$d/password"
+  else
+    provision "$d/prov" "$(new_password)"
+    mv "$d/prov/ad" "$d/ad"
+    mv "$d/prov/password" "$d/password"
+    rm -rf "$d/prov"
+  fi
+  t1=$(date +%s.%N)
+  mkdir -p "$d/ad/run"
+
+  local ip
+  ip=$(pick_address "$d")
+  "$TOOLS/test_ca.sh" init "$d/tls"
+  "$TOOLS/test_ca.sh" server "$d/tls" samba "$ip" "$HOST_NAME.$DNS_DOMAIN"
+  write_smb_conf "$d" "$ip"
+
+  # setsid: samba leads its own session; stop finds every process of it by session id.
+  setsid samba -i -M single -s "$d/ad/etc/smb.conf" </dev/null >"$d/samba.log" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$d/pid"
+
+  local bind_dn="CN=Administrator,CN=Users,$BASE"
+  if ! cs_wait_port "$ip" 389 30 "$pid"; then
+    cs_show_log "$d/samba.log"
+    cmd_stop "$d" || true
+    cs_die "samba did not listen on $ip:389 within 30 s"
+  fi
+  local i ok=0
+  for ((i = 0; i < 100; i++)); do
+    if ldapsearch -x -LLL -H "ldap://$ip/" -D "$bind_dn" -y "$d/password" -b "$BASE" -s base dn \
+      >/dev/null 2>"$d/ready.err"; then
+      ok=1
+      break
+    fi
+    sleep 0.1
+  done
+  if [ "$ok" = 0 ]; then
+    cat "$d/ready.err" >&2
+    cs_show_log "$d/samba.log"
+    cmd_stop "$d" || true
+    cs_die "samba on $ip does not answer a simple-bind search of $BASE"
+  fi
+  {
+    echo "SAMBA_URL=ldap://$ip"
+    echo "SAMBA_LDAPS_URL=ldaps://$ip"
+    echo "SAMBA_HOST=$ip"
+    echo "SAMBA_BASE=$BASE"
+    echo "SAMBA_BIND_DN=$bind_dn"
+    echo "SAMBA_BIND_UPN=Administrator@$DNS_DOMAIN"
+    echo "SAMBA_PASSWORD_FILE=$d/password"
+    echo "SAMBA_CA_FILE=$d/tls/ca.pem"
+    echo "SAMBA_REALM=$REALM"
+    echo "SAMBA_LOG=$d/samba.log"
+    echo "SAMBA_PID=$pid"
+  } >"$d/env.tmp"
+  mv "$d/env.tmp" "$d/env"
+  printf 'samba: pid %s on %s (ldap/ldaps), %s %.1f s, ready after %.1f s; env in %s\n' "$pid" "$ip" \
+    "$([ -n "$cache" ] && echo "template copy" || echo "provision")" "$(echo "$t1 - $t0" | bc)" \
+    "$(echo "$(date +%s.%N) - $t0" | bc)" "$d/env"
+}
+
+cmd_stop() {
+  local d=$1 pid i left
+  [ -f "$d/pid" ] || cs_die "no $d/pid: nothing started there (or already stopped)"
+  pid=$(cat "$d/pid")
+  if cs_pid_alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+  fi
+  # The whole session must go, not only the leader (children of -M single, e.g. winbindd if enabled).
+  for ((i = 0; i < 150; i++)); do
+    left=$(session_pids "$pid")
+    [ -z "$left" ] && break
+    sleep 0.1
+  done
+  left=$(session_pids "$pid")
+  remove_address "$d"
+  if [ -n "$left" ]; then
+    echo "error: processes of samba session $pid still running 15 s after SIGTERM:" >&2
+    # shellcheck disable=SC2086
+    ps -o pid,stat,cmd -p "$(echo $left | tr ' ' ,)" >&2 || true
+    for i in $left; do kill -KILL "$i" 2>/dev/null || true; done
+    exit 1
+  fi
+  rm -f "$d/pid"
+  echo "samba: session $pid stopped, nothing left"
+}
+
+[ $# -ge 2 ] || usage
+case $1 in
+  start)
+    shift
+    cmd_start "$@"
+    ;;
+  stop) cmd_stop "$2" ;;
+  *) usage ;;
+esac

@@ -1,0 +1,223 @@
+"""Tenant state: the tenant, its recipients and app registrations, the emulator's runtime
+configuration and its clock. One lock guards everything; handlers hold it only briefly."""
+import copy
+import json
+import threading
+import time
+
+from . import util
+
+SYSTEM_MAILBOX = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}"
+
+# Default resources (scope prefix -> token audience, API). Sovereign clouds: override in the seed.
+DEFAULT_RESOURCES = {
+    "https://outlook.office365.com": {"aud": "https://outlook.office365.com", "api": "exchange",
+                                      "roles": ["Exchange.ManageAsApp"]},
+    "https://graph.microsoft.com": {"aud": "https://graph.microsoft.com", "api": "graph",
+                                    "roles": ["User.Read.All"]},
+}
+
+DEFAULT_CONFIG = {
+    "token_lifetime_s": 3599,          # what Entra answers for app-only tokens (contract section 1)
+    "assertion_skew_s": 300,           # Entra tolerates 5 minutes of clock skew on nbf/exp
+    "assertion_max_lifetime_s": 86400, # emulator limit on exp - nbf of a client assertion
+    "api_clock_skew_s": 300,           # APIs (IdentityModel's default ClockSkew) on access tokens
+    "exchange_page_size": 1000,        # Get-* results per page before @odata.nextLink
+    "graph_page_size": 100,            # Graph users per page before @odata.nextLink
+    "max_values": 15,                  # UserCertificate / UserSMimeCertificate values per recipient
+    "max_value_bytes": 32768,          # AD rangeUpper of userCertificate / userSMIMECertificate
+    "exchange_batch_max": 10,
+    "graph_batch_max": 20,
+    "strict_headers": True,            # require X-AnchorMailbox and client-request-id on Exchange calls
+    "require_odata_type": True,        # require "<Param>@odata.type":"#Collection(Exchange.ByteArrayType)"
+    "retry_after_format": "seconds",   # or "http-date" (Retry-After: <IMF-fixdate>)
+    "rate_limit_limit": 10000,         # Rate-Limit-Limit advertised when no throttling model is set
+    "rate_limit_window_s": 60,
+}
+
+RECIPIENT_TYPES = {"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox", "MailUser",
+                   "MailContact", "GuestMailUser", "RemoteUserMailbox"}
+MAILBOX_TYPES = {"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox"}
+
+
+class SeedError(Exception):
+    pass
+
+
+def _as_list(value, what):
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SeedError("%s must be a list" % what)
+    return value
+
+
+def normalise_recipient(r, domain):
+    """Fills derived fields of a seeded recipient and checks its types; raises SeedError naming the
+    field and the fix."""
+    if not isinstance(r, dict):
+        raise SeedError("each recipient must be a JSON object")
+    out = dict(r)
+    name = out.get("UserPrincipalName") or out.get("PrimarySmtpAddress") or out.get("Name")
+    if not name:
+        raise SeedError("recipient needs UserPrincipalName, PrimarySmtpAddress or Name")
+    rtd = out.setdefault("RecipientTypeDetails", "UserMailbox")
+    if rtd not in RECIPIENT_TYPES:
+        raise SeedError("recipient %s: RecipientTypeDetails '%s' is not one of %s"
+                        % (name, rtd, sorted(RECIPIENT_TYPES)))
+    out.setdefault("ExternalDirectoryObjectId", "" if rtd == "MailContact" and not r.get("ExternalDirectoryObjectId")
+                   else util.new_guid())
+    out.setdefault("Guid", util.new_guid())
+    alias = (out.get("PrimarySmtpAddress") or name).split("@")[0]
+    out.setdefault("Alias", alias)
+    out.setdefault("Name", alias)
+    out.setdefault("DisplayName", out["Name"])
+    out.setdefault("Identity", out["Name"])
+    out.setdefault("PrimarySmtpAddress", out.get("UserPrincipalName") or "%s@%s" % (alias, domain))
+    addrs = _as_list(out.get("EmailAddresses"), "EmailAddresses")
+    if not any(a.lower() == "smtp:" + out["PrimarySmtpAddress"].lower() for a in addrs):
+        addrs = ["SMTP:" + out["PrimarySmtpAddress"]] + addrs
+    out["EmailAddresses"] = addrs
+    out.setdefault("RecipientType", {"MailUser": "MailUser", "MailContact": "MailContact",
+                                     "GuestMailUser": "MailUser"}.get(rtd, "UserMailbox"))
+    for flag in ("IsDirSynced", "IsExchangeCloudManaged"):
+        v = out.setdefault(flag, False)
+        if not isinstance(v, bool):
+            raise SeedError("recipient %s: %s must be true or false" % (name, flag))
+    for attr in ("UserCertificate", "UserSMimeCertificate"):
+        vals = _as_list(out.get(attr), attr)
+        for v in vals:
+            try:
+                util.b64_decode_strict(v)
+            except (ValueError, TypeError):
+                raise SeedError("recipient %s: %s values must be base64 strings" % (name, attr))
+        out[attr] = list(vals)
+    out.setdefault("onPremisesImmutableId", None)
+    out.setdefault("onPremisesSecurityIdentifier", None)
+    out.setdefault("mail", out["PrimarySmtpAddress"] if rtd != "MailContact" else None)
+    return out
+
+
+def normalise_app(a):
+    if not isinstance(a, dict) or not a.get("client_id"):
+        raise SeedError("each app needs a client_id")
+    out = {"client_id": a["client_id"], "display_name": a.get("display_name", a["client_id"]),
+           "secrets": [], "certificates": [], "resources": a.get("resources")}
+    for s in _as_list(a.get("secrets"), "secrets"):
+        if not isinstance(s, dict) or not isinstance(s.get("value"), str):
+            raise SeedError("app %s: each secret needs a string 'value' (and optional 'expires' epoch seconds)"
+                            % a["client_id"])
+        out["secrets"].append({"value": s["value"], "expires": s.get("expires")})
+    for c in _as_list(a.get("certificates"), "certificates"):
+        if not isinstance(c, str):
+            raise SeedError("app %s: certificates are PEM strings" % a["client_id"])
+        out["certificates"].append(c)
+    return out
+
+
+class Tenant:
+    """Everything the emulator knows. `lock` guards all fields."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.seed_doc = None
+        self.config = dict(DEFAULT_CONFIG)
+        self.clock_offset = 0.0
+        self.load({"tenant_id": "00000000-0000-0000-0000-000000000000", "domain": "contoso.onmicrosoft.com"})
+
+    # -- time ---------------------------------------------------------------------------------------
+    def now(self):
+        """The emulator's clock: wall time plus the admin-set offset (tests move time, never sleep)."""
+        return time.time() + self.clock_offset
+
+    # -- seeding ------------------------------------------------------------------------------------
+    def load(self, doc, make_baseline=True):
+        """Replaces the state from a seed document (see fixtures/tenant.json); raises SeedError."""
+        if not isinstance(doc, dict):
+            raise SeedError("the seed must be a JSON object")
+        tid = doc.get("tenant_id")
+        domain = doc.get("domain")
+        if not isinstance(tid, str) or not isinstance(domain, str):
+            raise SeedError("the seed needs 'tenant_id' (GUID) and 'domain' strings")
+        recipients = [normalise_recipient(r, domain) for r in _as_list(doc.get("recipients"), "recipients")]
+        apps = {}
+        for a in _as_list(doc.get("apps"), "apps"):
+            app = normalise_app(a)
+            apps[app["client_id"]] = app
+        resources = copy.deepcopy(doc.get("resources") or DEFAULT_RESOURCES)
+        cfg = dict(DEFAULT_CONFIG)
+        for k, v in (doc.get("config") or {}).items():
+            if k not in DEFAULT_CONFIG:
+                raise SeedError("unknown config key '%s'; known keys: %s" % (k, sorted(DEFAULT_CONFIG)))
+            cfg[k] = v
+        with self.lock:
+            self.tenant_id = tid
+            self.domain = domain
+            self.extra_domains = [d.lower() for d in doc.get("extra_domains", [])]
+            self.recipients = recipients
+            self.apps = apps
+            self.resources = resources
+            self.config = cfg
+            if make_baseline:
+                self.seed_doc = copy.deepcopy(doc)
+
+    def reset(self):
+        with self.lock:
+            self.load(copy.deepcopy(self.seed_doc), make_baseline=False)
+            self.clock_offset = 0.0
+
+    def knows_tenant(self, name):
+        n = (name or "").lower()
+        return n == self.tenant_id.lower() or n == self.domain.lower() or n in self.extra_domains
+
+    def snapshot(self):
+        with self.lock:
+            return {"tenant_id": self.tenant_id, "domain": self.domain, "recipients": copy.deepcopy(self.recipients),
+                    "apps": [{"client_id": a["client_id"], "secrets": len(a["secrets"]),
+                              "certificates": len(a["certificates"])} for a in self.apps.values()],
+                    "config": dict(self.config), "clock_offset": self.clock_offset}
+
+    def upsert_recipient(self, r):
+        """Adds or replaces (by ExternalDirectoryObjectId or PrimarySmtpAddress) one recipient."""
+        with self.lock:
+            rec = normalise_recipient(r, self.domain)
+            for i, old in enumerate(self.recipients):
+                same_id = rec.get("ExternalDirectoryObjectId") and \
+                    old.get("ExternalDirectoryObjectId") == rec.get("ExternalDirectoryObjectId")
+                if same_id or old["PrimarySmtpAddress"].lower() == rec["PrimarySmtpAddress"].lower():
+                    self.recipients[i] = rec
+                    return rec
+            self.recipients.append(rec)
+            return rec
+
+    def set_config(self, changes):
+        with self.lock:
+            for k, v in changes.items():
+                if k not in DEFAULT_CONFIG:
+                    raise SeedError("unknown config key '%s'; known keys: %s" % (k, sorted(DEFAULT_CONFIG)))
+                if type(v) is not type(DEFAULT_CONFIG[k]):
+                    raise SeedError("config key '%s' must be a %s" % (k, type(DEFAULT_CONFIG[k]).__name__))
+                self.config[k] = v
+
+    # -- identity resolution ------------------------------------------------------------------------
+    def find_recipients(self, identity):
+        """Recipients an Exchange -Identity value names (object id, GUID, UPN, any SMTP address, alias,
+        name, display name), case-insensitive as Exchange is."""
+        ident = identity.strip().lower()
+        out = []
+        for r in self.recipients:
+            keys = [r.get("ExternalDirectoryObjectId"), r.get("Guid"), r.get("UserPrincipalName"),
+                    r.get("PrimarySmtpAddress"), r.get("Alias"), r.get("Name"), r.get("DisplayName"),
+                    r.get("Identity")]
+            keys += [a.split(":", 1)[1] for a in r["EmailAddresses"] if ":" in a]
+            if any(k and str(k).lower() == ident for k in keys):
+                out.append(r)
+        return out
+
+
+def load_seed_file(path):
+    with open(path, "r", encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise SeedError("%s:%d:%d: %s" % (path, e.lineno, e.colno, e.msg))

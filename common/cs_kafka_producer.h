@@ -1,0 +1,129 @@
+/*
+ * cs_kafka_producer: a transactional Kafka producer that follows librdkafka 2.0.2's error classes.
+ *
+ *   init (fences zombies) -> [ begin -> produce* -> send_offsets? -> commit | abort ]* -> destroy
+ *
+ * Every failure is a cs_err whose flags tell the caller what to do, mapped from librdkafka's:
+ *   CS_ERR_F_RETRIABLE           call the same function again with the same arguments
+ *   CS_ERR_F_TXN_REQUIRES_ABORT  call cs_kafka_producer_abort(), then redo the whole transaction
+ *   CS_ERR_F_FATAL               the producer is unusable: destroy it (and usually exit)
+ * An error librdkafka gives no flag at all is treated as fatal (services.md: librdkafka 2.0.2).
+ * A fenced producer (another instance with the same transactional.id called init) gets a fatal error that
+ * cs_kafka_producer_is_fenced() recognises: that is the normal end of a passive replica, not a crash.
+ *
+ * An explicit state machine rejects misuse (e.g. produce outside a transaction) with CS_ERR_STATE and logs
+ * every transition. Not thread-safe: one thread drives one producer.
+ */
+#ifndef CS_KAFKA_PRODUCER_H
+#define CS_KAFKA_PRODUCER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "cs_err.h"
+
+/* Extra cs_err flag set (with CS_ERR_F_FATAL) when the producer was fenced. Kept above the generic
+ * flags of cs_err.h so the two never collide. */
+#define CS_KAFKA_ERR_F_FENCED 0x100
+
+/* Default cap of librdkafka's producer queue when the caller left the 1 GiB default (design.md). */
+#define CS_KAFKA_PRODUCER_QUEUE_KBYTES_DEFAULT 65536
+
+typedef struct cs_kafka_producer cs_kafka_producer;
+
+typedef enum cs_kafka_producer_state {
+    CS_KAFKA_PRODUCER_INIT = 0,   /* created; init_transactions not done yet */
+    CS_KAFKA_PRODUCER_READY,      /* no transaction open */
+    CS_KAFKA_PRODUCER_IN_TXN,     /* begin done: produce, send_offsets, commit, abort */
+    CS_KAFKA_PRODUCER_COMMITTING, /* commit started; a retriable failure leaves it here: commit or abort */
+    CS_KAFKA_PRODUCER_ABORTABLE,  /* the transaction failed: only abort is allowed */
+    CS_KAFKA_PRODUCER_ABORTING,   /* abort started; a retriable failure leaves it here: abort again */
+    CS_KAFKA_PRODUCER_FATAL,      /* unusable: only destroy */
+} cs_kafka_producer_state;
+
+/* One message header; `value` may be NULL (a null header value). */
+typedef struct cs_kafka_header {
+    const char *name;
+    const void *value;
+    size_t value_len;
+} cs_kafka_header;
+
+/*
+ * Creates a transactional producer from `conf`, whose ownership passes to this call in every case (it is
+ * destroyed on failure). Sets `transactional.id` from `transactional_id` unless that is NULL (then `conf`
+ * must already hold one), `enable.idempotence=true`, and caps `queue.buffering.max.kbytes` at
+ * CS_KAFKA_PRODUCER_QUEUE_KBYTES_DEFAULT if the caller left librdkafka's 1 GiB default. Installs its own
+ * delivery-report, log and error callbacks and opaque (a caller's are replaced). Does not talk to Kafka yet.
+ * On success *out is the producer; caller frees with cs_kafka_producer_destroy().
+ */
+cs_err *cs_kafka_producer_new(rd_kafka_conf_t *conf, const char *transactional_id, cs_kafka_producer **out);
+
+/*
+ * init_transactions: registers the transactional.id with its coordinator and fences (aborts) any earlier
+ * producer with the same id and its open transaction. Call it BEFORE reading the checkpoint/state topic,
+ * otherwise a zombie's late commit is missed. `timeout_ms` bounds the wait (-1: librdkafka's
+ * 2 x transaction.timeout.ms). Retriable errors (e.g. coordinator not yet available) may be retried.
+ */
+cs_err *cs_kafka_producer_init(cs_kafka_producer *p, int timeout_ms);
+
+/* Opens a transaction (local only; no round trip). Only in state READY. */
+cs_err *cs_kafka_producer_begin(cs_kafka_producer *p);
+
+/*
+ * Enqueues one message in the open transaction. `partition` may be RD_KAFKA_PARTITION_UA (the configured
+ * partitioner decides by key). Key, value and headers are copied; `key`/`value` may be NULL. A full queue
+ * is retriable; any other enqueue failure leaves the batch incomplete and so requires an abort.
+ */
+cs_err *cs_kafka_producer_produce(cs_kafka_producer *p, const char *topic, int32_t partition, const void *key,
+                                  size_t key_len, const void *value, size_t value_len,
+                                  const cs_kafka_header *headers, size_t n_headers);
+
+/*
+ * Adds consumer offsets (the NEXT offsets to consume, i.e. last processed + 1) to the open transaction with
+ * the consumer group metadata of the consumer that read them (KIP-447: a rebalanced-away consumer cannot
+ * commit). Retries a retriable error with the same arguments, a bounded number of times. Neither argument
+ * is taken over. `timeout_ms` bounds each attempt.
+ */
+cs_err *cs_kafka_producer_send_offsets(cs_kafka_producer *p, const rd_kafka_topic_partition_list_t *offsets,
+                                       const rd_kafka_consumer_group_metadata_t *cgmd, int timeout_ms);
+
+/*
+ * Commits the open transaction. Waits for every message's delivery report first and fails (requiring an
+ * abort) if any message of this transaction failed. Uses timeout -1 (services.md): librdkafka then bounds
+ * the wait by the remaining transaction.timeout.ms, so it cannot hang forever. A retriable failure may be
+ * retried with another commit (or aborted).
+ */
+cs_err *cs_kafka_producer_commit(cs_kafka_producer *p);
+
+/* Aborts the open (or failed) transaction; timeout -1 as for commit. A retriable failure may be retried. */
+cs_err *cs_kafka_producer_abort(cs_kafka_producer *p);
+
+/*
+ * Aborts an open transaction (bounded), flushes, and destroys the producer. NULL is allowed. Never fails:
+ * problems are logged.
+ */
+void cs_kafka_producer_destroy(cs_kafka_producer *p);
+
+/* True when `err` says the producer was fenced by a newer instance with the same transactional.id. */
+bool cs_kafka_producer_is_fenced(const cs_err *err);
+
+/* The current state and its stable name ("ready", "in_txn", ...). */
+cs_kafka_producer_state cs_kafka_producer_get_state(const cs_kafka_producer *p);
+const char *cs_kafka_producer_state_name(cs_kafka_producer_state state);
+
+/* The transactional.id this producer uses. Owned by the producer. */
+const char *cs_kafka_producer_transactional_id(const cs_kafka_producer *p);
+
+/* The underlying librdkafka handle, for metrics and tests (e.g. the mock cluster). Owned by the producer. */
+rd_kafka_t *cs_kafka_producer_rd_kafka(cs_kafka_producer *p);
+
+/*
+ * Maps a librdkafka error object to cs_err flags (retriable / txn_requires_abort / fatal, fenced), fatal when
+ * librdkafka set none. Exposed for tests; the error is not freed.
+ */
+unsigned cs_kafka_error_flags(const rd_kafka_error_t *error);
+
+#endif

@@ -1,0 +1,285 @@
+/*
+ * cs_kafka_producer against librdkafka 2.0.2's built-in mock cluster: protocol errors injected on
+ * InitProducerId, AddPartitionsToTxn and EndTxn must come back as cs_err with the right flags, and the
+ * state machine must refuse misuse. (The 2.0.2 mock neither stores transactional offsets nor fences
+ * producers by itself: the real-broker tests in tests/integration cover those.)
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h> /* must follow rdkafka.h */
+
+#include "cs_kafka_producer.h"
+#include "cs_log.h"
+
+#define TOPIC "unit-topic"
+
+/* Kafka protocol API keys (librdkafka's RD_KAFKAP_* live in a header it does not install). */
+#define API_INIT_PRODUCER_ID 22
+#define API_ADD_PARTITIONS_TO_TXN 24
+#define API_END_TXN 26
+
+static rd_kafka_conf_t *mock_conf(void)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    assert_int_equal(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", errstr, sizeof(errstr)), 0);
+    /* Short, so an injected retriable error turns into a timeout quickly. */
+    assert_int_equal(rd_kafka_conf_set(conf, "transaction.timeout.ms", "3000", errstr, sizeof(errstr)), 0);
+    assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", errstr, sizeof(errstr)), 0);
+    return conf;
+}
+
+static cs_kafka_producer *new_mock_producer(rd_kafka_mock_cluster_t **mc)
+{
+    cs_kafka_producer *p = NULL;
+    cs_err *err = cs_kafka_producer_new(mock_conf(), "unit-txn", &p);
+    if (err)
+        fail_msg("%s", cs_err_message(err));
+    *mc = rd_kafka_handle_mock_cluster(cs_kafka_producer_rd_kafka(p));
+    assert_non_null(*mc);
+    assert_int_equal(rd_kafka_mock_topic_create(*mc, TOPIC, 1, 1), 0);
+    return p;
+}
+
+static void must(cs_err *err)
+{
+    if (err)
+        fail_msg("%s", cs_err_message(err));
+}
+
+static cs_err *produce_one(cs_kafka_producer *p)
+{
+    return cs_kafka_producer_produce(p, TOPIC, 0, "k", 1, "v", 1, NULL, 0);
+}
+
+static void missing_transactional_id_is_config_error(void **state)
+{
+    (void)state;
+    cs_kafka_producer *p = NULL;
+    cs_err *err = cs_kafka_producer_new(mock_conf(), NULL, &p);
+    assert_int_equal(cs_err_code_of(err), CS_ERR_CONFIG);
+    assert_non_null(strstr(cs_err_message(err), "transactional.id"));
+    assert_null(p);
+    cs_err_free(err);
+}
+
+static void caps_queue_and_sets_idempotence(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    const rd_kafka_conf_t *conf = rd_kafka_conf(cs_kafka_producer_rd_kafka(p));
+    char buf[64];
+    size_t len = sizeof(buf);
+    assert_int_equal(rd_kafka_conf_get(conf, "queue.buffering.max.kbytes", buf, &len), RD_KAFKA_CONF_OK);
+    assert_string_equal(buf, "65536");
+    len = sizeof(buf);
+    assert_int_equal(rd_kafka_conf_get(conf, "enable.idempotence", buf, &len), RD_KAFKA_CONF_OK);
+    assert_string_equal(buf, "true");
+    assert_string_equal(cs_kafka_producer_transactional_id(p), "unit-txn");
+    cs_kafka_producer_destroy(p);
+}
+
+static void misuse_is_state_error(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_INIT);
+
+    cs_err *err = cs_kafka_producer_begin(p); /* before init */
+    assert_int_equal(cs_err_code_of(err), CS_ERR_STATE);
+    assert_non_null(strstr(cs_err_message(err), "unit-txn"));
+    assert_non_null(strstr(cs_err_message(err), "state init"));
+    cs_err_free(err);
+
+    must(cs_kafka_producer_init(p, 10000));
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_READY);
+
+    err = produce_one(p); /* outside a transaction */
+    assert_int_equal(cs_err_code_of(err), CS_ERR_STATE);
+    cs_err_free(err);
+    err = cs_kafka_producer_commit(p);
+    assert_int_equal(cs_err_code_of(err), CS_ERR_STATE);
+    cs_err_free(err);
+    err = cs_kafka_producer_init(p, 1000); /* twice */
+    assert_int_equal(cs_err_code_of(err), CS_ERR_STATE);
+    cs_err_free(err);
+
+    must(cs_kafka_producer_begin(p));
+    err = cs_kafka_producer_begin(p); /* nested */
+    assert_int_equal(cs_err_code_of(err), CS_ERR_STATE);
+    cs_err_free(err);
+    must(produce_one(p));
+    must(cs_kafka_producer_commit(p));
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_READY);
+    assert_string_equal(cs_kafka_producer_state_name(CS_KAFKA_PRODUCER_ABORTABLE), "abortable");
+    cs_kafka_producer_destroy(p);
+}
+
+static void init_fatal_error_is_fatal(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    rd_kafka_mock_push_request_errors(mc, API_INIT_PRODUCER_ID, 1,
+                                      RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    cs_err *err = cs_kafka_producer_init(p, 10000);
+    assert_non_null(err);
+    assert_true(cs_err_is_fatal(err));
+    assert_false(cs_err_is_retriable(err));
+    assert_false(cs_kafka_producer_is_fenced(err));
+    assert_int_equal(cs_err_code_of(err), CS_ERR_KAFKA);
+    assert_non_null(strstr(cs_err_message(err), "unit-txn"));
+    assert_non_null(strstr(cs_err_message(err), "init_transactions"));
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_FATAL);
+    cs_err_free(err);
+    err = cs_kafka_producer_begin(p);
+    assert_int_equal(cs_err_code_of(err), CS_ERR_STATE);
+    cs_err_free(err);
+    cs_kafka_producer_destroy(p);
+}
+
+static void init_timeout_is_retriable(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    /* The coordinator keeps loading: librdkafka retries internally until our timeout runs out. */
+    for (int i = 0; i < 50; i++)
+        rd_kafka_mock_push_request_errors(mc, API_INIT_PRODUCER_ID, 1,
+                                          RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+    cs_err *err = cs_kafka_producer_init(p, 500);
+    assert_non_null(err);
+    assert_true(cs_err_is_retriable(err));
+    assert_false(cs_err_is_fatal(err));
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_INIT);
+    cs_err_free(err);
+    rd_kafka_mock_clear_request_errors(mc, API_INIT_PRODUCER_ID);
+    must(cs_kafka_producer_init(p, 10000)); /* the same call succeeds later */
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_READY);
+    cs_kafka_producer_destroy(p);
+}
+
+static void add_partitions_abortable_error_requires_abort(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    must(cs_kafka_producer_init(p, 10000));
+    rd_kafka_mock_push_request_errors(mc, API_ADD_PARTITIONS_TO_TXN, 1,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    cs_err *err = cs_kafka_producer_commit(p);
+    assert_non_null(err);
+    assert_true(cs_err_txn_requires_abort(err));
+    assert_false(cs_err_is_fatal(err));
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_ABORTABLE);
+    cs_err_free(err);
+    /* Only abort is allowed now. */
+    err = produce_one(p);
+    assert_int_equal(cs_err_code_of(err), CS_ERR_STATE);
+    assert_non_null(strstr(cs_err_message(err), "abort it first"));
+    cs_err_free(err);
+    must(cs_kafka_producer_abort(p));
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_READY);
+    /* And the producer is usable again. */
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    must(cs_kafka_producer_commit(p));
+    cs_kafka_producer_destroy(p);
+}
+
+static void add_partitions_fenced_is_fatal_and_fenced(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    must(cs_kafka_producer_init(p, 10000));
+    rd_kafka_mock_push_request_errors(mc, API_ADD_PARTITIONS_TO_TXN, 1, RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    cs_err *err = cs_kafka_producer_commit(p);
+    assert_non_null(err);
+    assert_true(cs_err_is_fatal(err));
+    assert_true(cs_kafka_producer_is_fenced(err));
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_FATAL);
+    cs_err_free(err);
+    cs_kafka_producer_destroy(p);
+}
+
+static void end_txn_fatal_error_is_fatal(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    must(cs_kafka_producer_init(p, 10000));
+    rd_kafka_mock_push_request_errors(mc, API_END_TXN, 1, RD_KAFKA_RESP_ERR_INVALID_TXN_STATE);
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    cs_err *err = cs_kafka_producer_commit(p);
+    assert_non_null(err);
+    assert_true(cs_err_is_fatal(err));
+    assert_false(cs_kafka_producer_is_fenced(err));
+    assert_non_null(strstr(cs_err_message(err), "commit_transaction"));
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_FATAL);
+    cs_err_free(err);
+    cs_kafka_producer_destroy(p);
+}
+
+static void end_txn_fenced_is_fenced(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    must(cs_kafka_producer_init(p, 10000));
+    rd_kafka_mock_push_request_errors(mc, API_END_TXN, 1, RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH);
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    cs_err *err = cs_kafka_producer_commit(p);
+    assert_non_null(err);
+    assert_true(cs_kafka_producer_is_fenced(err));
+    assert_true(cs_err_is_fatal(err));
+    cs_err_free(err);
+    cs_kafka_producer_destroy(p);
+}
+
+/* The mapping itself, on error objects built by hand: no flag at all means fatal (services.md). */
+static void error_flags_mapping(void **state)
+{
+    (void)state;
+    rd_kafka_error_t *e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__STATE, "plain");
+    assert_int_equal(cs_kafka_error_flags(e), CS_ERR_F_FATAL);
+    rd_kafka_error_destroy(e);
+    e = rd_kafka_error_new(RD_KAFKA_RESP_ERR__FENCED, "fenced");
+    assert_int_equal(cs_kafka_error_flags(e), CS_ERR_F_FATAL | CS_KAFKA_ERR_F_FENCED);
+    rd_kafka_error_destroy(e);
+    assert_int_equal(cs_kafka_error_flags(NULL), 0);
+}
+
+int main(void)
+{
+    cs_log_set_level(CS_LOG_ERROR); /* the injected errors are expected */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(missing_transactional_id_is_config_error),
+        cmocka_unit_test(caps_queue_and_sets_idempotence),
+        cmocka_unit_test(misuse_is_state_error),
+        cmocka_unit_test(init_fatal_error_is_fatal),
+        cmocka_unit_test(init_timeout_is_retriable),
+        cmocka_unit_test(add_partitions_abortable_error_requires_abort),
+        cmocka_unit_test(add_partitions_fenced_is_fatal_and_fenced),
+        cmocka_unit_test(end_txn_fatal_error_is_fatal),
+        cmocka_unit_test(end_txn_fenced_is_fenced),
+        cmocka_unit_test(error_flags_mapping),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -31,8 +31,9 @@
 /* ---------------------------------------------------------------- names */
 
 static const char *const problem_names[CS_CERT_PROBLEM_COUNT] = {
-    "unparseable", "too_large", "expired", "not_yet_valid", "no_email_protection",
-    "no_email_address", "no_certificates", "unsupported_format", "trailing_data",
+    "unparseable",     "too_large",           "expired",
+    "not_yet_valid",   "no_email_protection", "no_email_address",
+    "no_certificates", "unsupported_format",  "trailing_data",
 };
 
 const char *cs_cert_problem_name(cs_cert_problem p)
@@ -429,8 +430,8 @@ static unsigned int_bits(const unsigned char *c, size_t n)
  * (the slow part of d2i_X509). A key we cannot size keeps key_bits 0: OpenSSL's
  * d2i_X509 accepts such certificates too.
  */
-static void spki_summarise(const der_elem *algoid, const unsigned char *params, const unsigned char *params_end,
-                           const der_elem *bits, cs_cert_info *ci)
+static void spki_summarise(const der_elem *algoid, const unsigned char *params,
+                           const unsigned char *params_end, const der_elem *bits, cs_cert_info *ci)
 {
     der_walk w = {.base = algoid->start, .ber = false, .err = ""};
     if (oid_is(algoid, OID_RSA, sizeof OID_RSA) || oid_is(algoid, OID_RSA_PSS, sizeof OID_RSA_PSS)) {
@@ -450,13 +451,15 @@ static void spki_summarise(const der_elem *algoid, const unsigned char *params, 
         if (params < params_end && der_get(&w, p, params_end, 0, &curve) && curve.tag == TAG_OID) {
             /* Common curves from a table: EC_GROUP_new_by_curve_name costs ~20 us, more than the whole summary. */
             for (size_t i = 0; i < sizeof known_curves / sizeof known_curves[0] && !ci->ec_curve; i++) {
-                if (curve.body_len == known_curves[i].len && memcmp(curve.body, known_curves[i].oid, curve.body_len) == 0) {
+                if (curve.body_len == known_curves[i].len &&
+                    memcmp(curve.body, known_curves[i].oid, curve.body_len) == 0) {
                     ci->ec_curve = known_curves[i].name;
                     ci->key_bits = known_curves[i].bits;
                 }
             }
         }
-        if (!ci->ec_curve && params < params_end && der_get(&w, p, params_end, 0, &curve) && curve.tag == TAG_OID) {
+        if (!ci->ec_curve && params < params_end && der_get(&w, p, params_end, 0, &curve) &&
+            curve.tag == TAG_OID) {
             const unsigned char *q = curve.start;
             ASN1_OBJECT *obj = d2i_ASN1_OBJECT(NULL, &q, (long)(curve.next - curve.start));
             int nid = obj ? OBJ_obj2nid(obj) : NID_undef;
@@ -552,7 +555,8 @@ static bool time_to_unix(const unsigned char *der, size_t n, int64_t *out)
     struct tm tm;
     bool ok = t && q == der + n && ASN1_TIME_to_tm(t, &tm) == 1;
     if (ok)
-        *out = days_from_civil((int64_t)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday) * 86400 +
+        *out = days_from_civil((int64_t)tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday) *
+                   86400 +
                (int64_t)tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
     ASN1_TIME_free(t);
     return ok;
@@ -661,7 +665,7 @@ static void ext_note(cs_cert_info *ci, char *why, size_t whylen, cs_cert_problem
         fmt_into(why + used, whylen - used, "%s%s", used ? "; " : "", text);
 }
 
-static void extensions_summarise(const STACK_OF(X509_EXTENSION) *exts, cs_cert_info *ci, email_list *emails,
+static void extensions_summarise(const STACK_OF(X509_EXTENSION) * exts, cs_cert_info *ci, email_list *emails,
                                  char *why, size_t whylen)
 {
     bool seen_ku = false, seen_eku = false, seen_san = false;
@@ -721,7 +725,8 @@ static void extensions_summarise(const STACK_OF(X509_EXTENSION) *exts, cs_cert_i
             continue;
         }
         if (q != d + n) {
-            fmt_into(m, sizeof m, "%s extension: %ld bytes after its value", OBJ_nid2ln(nid), (long)(d + n - q));
+            fmt_into(m, sizeof m, "%s extension: %ld bytes after its value", OBJ_nid2ln(nid),
+                     (long)(d + n - q));
             ext_note(ci, why, whylen, CS_CERT_PROBLEM_TRAILING_DATA, m);
         }
     }
@@ -1018,8 +1023,8 @@ static void parse_x509(parse_ctx *ctx)
     }
     if (e.next < ctx->base + ctx->len) {
         ctx->v->problems |= CS_CERT_PROBLEM_BIT(CS_CERT_PROBLEM_TRAILING_DATA);
-        add_reason(ctx, "%zu bytes after the certificate at offset %zu", (size_t)(ctx->base + ctx->len - e.next),
-                   (size_t)(e.next - ctx->base));
+        add_reason(ctx, "%zu bytes after the certificate at offset %zu",
+                   (size_t)(ctx->base + ctx->len - e.next), (size_t)(e.next - ctx->base));
     }
 }
 
@@ -1059,7 +1064,8 @@ static void parse_pkcs7(parse_ctx *ctx)
             return;
         if (!ctx->v->certs[0].readable) {
             ctx->v->problems |= CS_CERT_PROBLEM_BIT(CS_CERT_PROBLEM_UNPARSEABLE);
-            add_reason(ctx, "X.509: %s", ctx->v->certs[0].info.reason ? ctx->v->certs[0].info.reason : "malformed");
+            add_reason(ctx, "X.509: %s",
+                       ctx->v->certs[0].info.reason ? ctx->v->certs[0].info.reason : "malformed");
         }
         return;
     }
@@ -1153,12 +1159,13 @@ static void parse_msoxoabk(parse_ctx *ctx)
         size_t slen = (size_t)p[2] | (size_t)p[3] << 8;
         if (slen < 4 || slen > (size_t)(end - p)) {
             char m[160];
-            fmt_into(m, sizeof m, "setting 0x%04x at offset %zu has length %zu (must be 4..%zu)", tag, at, slen,
-                     (size_t)(end - p));
+            fmt_into(m, sizeof m, "setting 0x%04x at offset %zu has length %zu (must be 4..%zu)", tag, at,
+                     slen, (size_t)(end - p));
             value_fail(ctx, CS_CERT_PROBLEM_UNPARSEABLE, "MS-OXOABK", m);
             return;
         }
-        if ((tag == OXOABK_KEY_EXCHANGE_CERT || tag == OXOABK_CHAIN_CERT || tag == OXOABK_SIGN_CERT) && slen > 4) {
+        if ((tag == OXOABK_KEY_EXCHANGE_CERT || tag == OXOABK_CHAIN_CERT || tag == OXOABK_SIGN_CERT) &&
+            slen > 4) {
             found++;
             if (!add_cert(ctx, p + 4, slen - 4, tag))
                 return;
@@ -1166,7 +1173,8 @@ static void parse_msoxoabk(parse_ctx *ctx)
         p += slen;
     }
     if (found == 0)
-        value_fail(ctx, CS_CERT_PROBLEM_NO_CERTIFICATES, "MS-OXOABK", "no certificate settings (0x0003, 0x0004, 0x0008)");
+        value_fail(ctx, CS_CERT_PROBLEM_NO_CERTIFICATES, "MS-OXOABK",
+                   "no certificate settings (0x0003, 0x0004, 0x0008)");
 }
 
 static bool names_equal(const unsigned char *a, size_t an, const unsigned char *b, size_t bn)
@@ -1223,13 +1231,15 @@ cs_err *cs_cert_value_parse(cs_cert_attr attr, const unsigned char *der, size_t 
     cs_err *err = NULL;
     parse_ctx ctx = {.base = der, .len = len, .now = now};
     if (!out)
-        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "cs_cert_value_parse: out is NULL (pass the address of a cs_cert_value *)");
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0,
+                          "cs_cert_value_parse: out is NULL (pass the address of a cs_cert_value *)");
     *out = NULL;
     if (!der && len > 0)
-        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "cs_cert_value_parse: value is NULL but its length is %zu", len);
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "cs_cert_value_parse: value is NULL but its length is %zu",
+                          len);
     if (attr != CS_CERT_ATTR_USER_CERTIFICATE && attr != CS_CERT_ATTR_USER_SMIME_CERTIFICATE)
-        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "cs_cert_value_parse: unknown attribute %d (use CS_CERT_ATTR_*)",
-                          (int)attr);
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0,
+                          "cs_cert_value_parse: unknown attribute %d (use CS_CERT_ATTR_*)", (int)attr);
     cs_buf_init(&ctx.reason, VALUE_REASON_MAX);
     ctx.v = calloc(1, sizeof *ctx.v);
     if (!ctx.v) {
@@ -1253,12 +1263,13 @@ cs_err *cs_cert_value_parse(cs_cert_attr attr, const unsigned char *der, size_t 
         parse_msoxoabk(&ctx);
     ERR_pop_to_mark();
     if (ctx.oom) {
-        err = cs_err_new(CS_ERR_NOMEM, CS_ERR_F_FATAL, "cs_cert_value_parse: out of memory summarising a %zu-byte value",
-                         len);
+        err = cs_err_new(CS_ERR_NOMEM, CS_ERR_F_FATAL,
+                         "cs_cert_value_parse: out of memory summarising a %zu-byte value", len);
         goto cleanup;
     }
     if (ctx.v->n_certs_seen > ctx.v->n_certs)
-        add_reason(&ctx, "%zu certificates, only the first %d summarised", ctx.v->n_certs_seen, CS_CERT_MAX_CERTS);
+        add_reason(&ctx, "%zu certificates, only the first %d summarised", ctx.v->n_certs_seen,
+                   CS_CERT_MAX_CERTS);
     ctx.v->user = choose_user(ctx.v);
     if (cs_buf_len(&ctx.reason) > 0) {
         ctx.v->reason = cs_buf_take(&ctx.reason);

@@ -51,15 +51,15 @@ typedef enum cs_cert_attr {
  * A set of problems is a bit mask: CS_CERT_PROBLEM_BIT(p).
  */
 typedef enum cs_cert_problem {
-    CS_CERT_PROBLEM_UNPARSEABLE = 0,     /* "unparseable": bytes could not be read (reason says why) */
-    CS_CERT_PROBLEM_TOO_LARGE = 1,       /* "too_large": value over CS_CERT_MAX_VALUE_LEN bytes */
-    CS_CERT_PROBLEM_EXPIRED = 2,         /* "expired": notAfter < now */
-    CS_CERT_PROBLEM_NOT_YET_VALID = 3,   /* "not_yet_valid": notBefore > now */
+    CS_CERT_PROBLEM_UNPARSEABLE = 0,         /* "unparseable": bytes could not be read (reason says why) */
+    CS_CERT_PROBLEM_TOO_LARGE = 1,           /* "too_large": value over CS_CERT_MAX_VALUE_LEN bytes */
+    CS_CERT_PROBLEM_EXPIRED = 2,             /* "expired": notAfter < now */
+    CS_CERT_PROBLEM_NOT_YET_VALID = 3,       /* "not_yet_valid": notBefore > now */
     CS_CERT_PROBLEM_NO_EMAIL_PROTECTION = 4, /* "no_email_protection": EKU without emailProtection / any */
-    CS_CERT_PROBLEM_NO_EMAIL_ADDRESS = 5,    /* "no_email_address": no SAN rfc822Name, no subject emailAddress */
-    CS_CERT_PROBLEM_NO_CERTIFICATES = 6,     /* "no_certificates": a PKCS#7 / MS-OXOABK value without any */
-    CS_CERT_PROBLEM_UNSUPPORTED_FORMAT = 7,  /* "unsupported_format": not the format the attribute holds */
-    CS_CERT_PROBLEM_TRAILING_DATA = 8,       /* "trailing_data": bytes after the structure (or in an extension) */
+    CS_CERT_PROBLEM_NO_EMAIL_ADDRESS = 5, /* "no_email_address": no SAN rfc822Name, no subject emailAddress */
+    CS_CERT_PROBLEM_NO_CERTIFICATES = 6,  /* "no_certificates": a PKCS#7 / MS-OXOABK value without any */
+    CS_CERT_PROBLEM_UNSUPPORTED_FORMAT = 7, /* "unsupported_format": not the format the attribute holds */
+    CS_CERT_PROBLEM_TRAILING_DATA = 8, /* "trailing_data": bytes after the structure (or in an extension) */
 } cs_cert_problem;
 #define CS_CERT_PROBLEM_COUNT 9
 #define CS_CERT_PROBLEM_BIT(p) (1u << (unsigned)(p))
@@ -116,28 +116,28 @@ const char *cs_cert_key_alg_name(cs_cert_key_alg a);
  * reason are set; strings are then "" and numbers 0.
  */
 typedef struct cs_cert_info {
-    char sha256_hex[65];     /* SHA-256 of the certificate's DER, lowercase hex */
-    size_t der_offset;       /* where the certificate's DER starts in the parsed value */
-    size_t der_len;          /* its length */
-    char *subject;           /* RFC 2253 string */
-    char *issuer;            /* RFC 2253 string */
-    char *serial_hex;        /* lowercase hex of the magnitude, "-" prefix when negative ("01", "-8001" style) */
-    char **emails;           /* SAN rfc822Name then subject emailAddress, deduplicated case-insensitively
+    char sha256_hex[65]; /* SHA-256 of the certificate's DER, lowercase hex */
+    size_t der_offset;   /* where the certificate's DER starts in the parsed value */
+    size_t der_len;      /* its length */
+    char *subject;       /* RFC 2253 string */
+    char *issuer;        /* RFC 2253 string */
+    char *serial_hex;    /* lowercase hex of the magnitude, "-" prefix when negative ("01", "-8001" style) */
+    char **emails;       /* SAN rfc822Name then subject emailAddress, deduplicated case-insensitively
                                 (first spelling kept); only printable-ASCII addresses, at most CS_CERT_MAX_EMAILS */
     size_t n_emails;
-    int64_t not_before;      /* unix seconds */
-    int64_t not_after;       /* unix seconds */
-    bool has_key_usage;      /* keyUsage extension present */
-    uint32_t key_usage;      /* CS_CERT_KU_* bits */
-    bool has_eku;            /* extKeyUsage extension present */
+    int64_t not_before; /* unix seconds */
+    int64_t not_after;  /* unix seconds */
+    bool has_key_usage; /* keyUsage extension present */
+    uint32_t key_usage; /* CS_CERT_KU_* bits */
+    bool has_eku;       /* extKeyUsage extension present */
     bool eku_email_protection;
-    bool eku_any;            /* anyExtendedKeyUsage */
+    bool eku_any; /* anyExtendedKeyUsage */
     cs_cert_key_alg key_alg;
-    unsigned key_bits;       /* RSA modulus bits, EC curve bits, DSA p bits; 0 when unknown */
-    const char *ec_curve;    /* "P-256", "secp256k1", ...: EC only, NULL otherwise (static string) */
-    bool self_issued;        /* subject == issuer */
+    unsigned key_bits;    /* RSA modulus bits, EC curve bits, DSA p bits; 0 when unknown */
+    const char *ec_curve; /* "P-256", "secp256k1", ...: EC only, NULL otherwise (static string) */
+    bool self_issued;     /* subject == issuer */
     cs_cert_problems problems;
-    char *reason;            /* why it is unparseable / has trailing data; NULL when nothing to say */
+    char *reason; /* why it is unparseable / has trailing data; NULL when nothing to say */
 } cs_cert_info;
 
 typedef struct cs_cert_value cs_cert_value;

@@ -232,7 +232,8 @@ static void check_row(row *r)
         X509 *x = d2i_X509(NULL, &p, (long)n);
         bool ours = !(cs_cert_value_problems(v) & BIT(UNPARSEABLE));
         if ((x != NULL) != ours)
-            fail_msg("%s: d2i_X509 %s it, cs_cert %s it", r->path, x ? "accepts" : "rejects", ours ? "reads" : "rejects");
+            fail_msg("%s: d2i_X509 %s it, cs_cert %s it", r->path, x ? "accepts" : "rejects",
+                     ours ? "reads" : "rejects");
         X509_free(x);
     } else {
         const unsigned char *p = value;
@@ -498,8 +499,12 @@ static void validity_and_usage_problems(void **state)
 /* A CA and a user certificate it issued. */
 static void make_chain(X509 **ca, X509 **user)
 {
-    cert_opts co = {.key = g_rsa, .cn = "Test CA", .ku = "keyCertSign,cRLSign", .not_before = NOW - DAY,
-                    .not_after = NOW + 3650 * DAY, .serial = 1};
+    cert_opts co = {.key = g_rsa,
+                    .cn = "Test CA",
+                    .ku = "keyCertSign,cRLSign",
+                    .not_before = NOW - DAY,
+                    .not_after = NOW + 3650 * DAY,
+                    .serial = 1};
     *ca = make_cert(&co);
     cert_opts uo = user_opts(g_ec);
     uo.signer = g_rsa;
@@ -812,9 +817,9 @@ static void problem_names_are_stable(void **state)
 {
     (void)state;
     /* These strings are in events and metrics labels: changing one is a breaking change. */
-    static const char *const want[] = {"unparseable",        "too_large",          "expired",
-                                       "not_yet_valid",      "no_email_protection", "no_email_address",
-                                       "no_certificates",    "unsupported_format", "trailing_data"};
+    static const char *const want[] = {"unparseable",     "too_large",           "expired",
+                                       "not_yet_valid",   "no_email_protection", "no_email_address",
+                                       "no_certificates", "unsupported_format",  "trailing_data"};
     assert_int_equal(sizeof want / sizeof want[0], CS_CERT_PROBLEM_COUNT);
     for (unsigned i = 0; i < CS_CERT_PROBLEM_COUNT; i++) {
         assert_string_equal(cs_cert_problem_name((cs_cert_problem)i), want[i]);

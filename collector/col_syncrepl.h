@@ -1,0 +1,70 @@
+/*
+ * col_syncrepl: OpenLDAP change tracking with RFC 4533 refreshAndPersist.
+ *
+ * Raw controls rather than libldap's ldap_sync_* API: ldap_sync_init() runs the whole refresh phase
+ * before it returns, and the service loop must be able to batch and shut down at any time. Here
+ * col_syncrepl_start() only sends the search; col_syncrepl_step() reads at most `max_messages`
+ * messages, waiting at most `wait_ms` for the first, and hands each change to the callback:
+ *   - entry with sync state add/modify  -> COL_CHANGE_UPSERT (full state: the entry is complete);
+ *   - state delete                      -> COL_CHANGE_REMOVAL (id from syncUUID; syncprov also sends
+ *                                          delete when an entry stops matching the filter, so the
+ *                                          reason is DELETED for both);
+ *   - state present, syncIdSet without refreshDeletes -> COL_CHANGE_PRESENT (id only);
+ *   - syncIdSet with refreshDeletes     -> COL_CHANGE_REMOVAL per UUID;
+ *   - end of a present phase (refreshPresent info) -> COL_CHANGE_REFRESH_DONE with sweep: objects not
+ *     announced since COL_CHANGE_REFRESH_BEGIN (sent at the first step) are gone;
+ *   - every new cookie (in a state control, a syncInfo message or syncDone) -> COL_CHANGE_COOKIE, after
+ *     the change it covers.
+ * One search covers one base DN. An expired cookie (e-syncRefreshRequired, 4096) is a CS_ERR_STATE
+ * error: start again without a cookie and sweep.
+ */
+#ifndef COL_SYNCREPL_H
+#define COL_SYNCREPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "col_change.h"
+#include "col_ldap.h"
+#include "cs_err.h"
+
+/* Largest cookie kept (slapd's are ~60 bytes; a multi-provider cookie grows with its CSN set). */
+#define COL_SYNCREPL_MAX_COOKIE 65536
+/* Largest syncIdSet accepted in one message. */
+#define COL_SYNCREPL_MAX_IDSET 1000000
+
+typedef struct col_syncrepl col_syncrepl;
+
+/*
+ * Sends a refreshAndPersist search of `base` (subtree) with `filter`, resuming from `cookie` (NULL or
+ * empty: full refresh). The connection must outlive the handle. Caller frees *out with col_syncrepl_free().
+ */
+cs_err *col_syncrepl_start(col_ldap *c, const char *base, const char *filter, const void *cookie,
+                           size_t cookie_len, col_syncrepl **out);
+
+/*
+ * Processes at most `max_messages` messages, waiting at most `wait_ms` for each (0: only what is already
+ * there). *n_changes counts callbacks. *ended is set when the server ended the search (then the handle
+ * is done; start a new one). Stops at the first callback error.
+ */
+cs_err *col_syncrepl_step(col_syncrepl *s, long long wait_ms, size_t max_messages, col_change_cb cb,
+                          void *ctx, size_t *n_changes, bool *ended);
+
+/* The newest cookie seen (NULL when none yet). Owned by s; valid until the next step or free. */
+const void *col_syncrepl_cookie(const col_syncrepl *s, size_t *len);
+
+/* True once the refresh phase has ended (persist phase: changes arrive as they happen). */
+bool col_syncrepl_refreshed(const col_syncrepl *s);
+
+/* Abandons the search and frees; NULL is allowed. */
+void col_syncrepl_free(col_syncrepl *s);
+
+/*
+ * The current position without reading the directory: a refreshOnly search of `base` with scope base
+ * and no attributes returns syncprov's cookie (its contextCSN) for one entry's cost. The cookie is not
+ * bound to the scope or filter, so a later refreshAndPersist with it sends every change after that CSN
+ * (from the session log, or through a present phase). Caller frees *cookie with free().
+ */
+cs_err *col_syncrepl_position(col_ldap *c, const char *base, void **cookie, size_t *cookie_len);
+
+#endif

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config clang-format
   librdkafka-dev libssl-dev libldap-dev libcurl4-openssl-dev
-  libprotobuf-c-dev protobuf-c-compiler libyaml-dev libmicrohttpd-dev libcmocka-dev
+  libprotobuf-c-dev protobuf-c-compiler libyaml-dev libmicrohttpd-dev libcmocka-dev libjansson-dev
   openssl ldap-utils slapd samba samba-dsdb-modules samba-ad-provision samba-vfs-modules ldb-tools krb5-user
   openjdk-17-jre-headless maven python3 iproute2 procps curl ca-certificates
 )

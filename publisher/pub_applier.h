@@ -1,0 +1,77 @@
+/*
+ * pub_applier: the Office 365 write behind an interface, so the Kafka pipeline is testable on its own and the
+ * real Exchange applier (pub_exchange) plugs in later.
+ *
+ * The pipeline hands the applier every decided write of one batch at once (at most one per object key: the
+ * batch is coalesced) and gets one outcome per write back. Running them concurrently, pacing, throttling and
+ * retrying inside a bounded time are the applier's business. The applier must be idempotent: a write is
+ * repeated, identically, when a transaction aborts or an instance dies before its commit.
+ */
+#ifndef PUB_APPLIER_H
+#define PUB_APPLIER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "certsync/v1/change_event.pb-c.h"
+#include "certsync/v1/dead_letter.pb-c.h"
+#include "cs_err.h"
+
+/* One decided write: replace both certificate lists of the object's recipient. */
+typedef struct pub_write {
+    const char *object_key;                      /* the events key "<source_id>/<object_id>" */
+    const Certsync__V1__ChangeEvent *event;      /* identity (to resolve the recipient), version, source */
+    int clear;                                   /* 1: a removal (both lists empty) */
+    const ProtobufCBinaryData *user_certificate; /* full list to write (after pruning); may be NULL when 0 */
+    size_t n_user_certificate;
+    const ProtobufCBinaryData *user_smime_certificate;
+    size_t n_user_smime_certificate;
+    const char *written_sha256; /* hash of exactly these lists */
+    int32_t partition;          /* where the event came from, for logs */
+    int64_t offset;
+    int attempt; /* 1 on the first delivery; higher when it came back from the retry topic */
+} pub_write;
+
+typedef enum pub_apply_status {
+    PUB_APPLY_APPLIED = 1, /* written */
+    PUB_APPLY_CLEARED,     /* a removal written (both lists emptied) */
+    PUB_APPLY_PERMANENT,   /* will never work as is: dead-letter with `reason` and `detail` */
+    PUB_APPLY_RETRY_LATER, /* throttled / not found yet: park it, try again after `retry_after_ms` */
+} pub_apply_status;
+
+/* One write's outcome. Strings are bounded copies (truncated when longer). */
+typedef struct pub_apply_outcome {
+    pub_apply_status status;
+    Certsync__V1__DeadLetterReason reason; /* PERMANENT only */
+    char detail[512];
+    int64_t retry_after_ms; /* RETRY_LATER only */
+    /* The recipient written (APPLIED/CLEARED): the id goes into the state key "rcpt/<id>"; when empty, the
+     * object key is used as the recipient id. */
+    char recipient_id[128];
+    char recipient_identity[256];
+    char recipient_type[64];
+    char primary_smtp_address[256];
+    char resolved_by[32];
+    char cmdlet[32];
+    char client_request_id[64];
+    int attempts;
+    int http_status;
+} pub_apply_outcome;
+
+typedef struct pub_applier {
+    /*
+     * Applies `n` writes and fills `outcomes[i]` for each (zeroed by the caller). Returns an error only when it
+     * could not even try (e.g. no token): the pipeline then re-delivers the whole batch later. Must return only
+     * when every write has finished or been cancelled (nothing in flight afterwards).
+     */
+    cs_err *(*apply)(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes);
+    /*
+     * Called from the revoke callback before partitions are given up: cancel or await every request still in
+     * flight, so that no write of ours can land after the new owner's (design.md "Fencing does not stop
+     * HTTP"). May be NULL when the applier never leaves anything in flight.
+     */
+    void (*quiesce)(void *ctx);
+    void *ctx;
+} pub_applier;
+
+#endif

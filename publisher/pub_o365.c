@@ -1,0 +1,330 @@
+/*
+ * pub_o365: resolve + Set-* per write, concurrently, as a pub_applier.
+ */
+#include "pub_o365.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cs_log.h"
+#include "pub_graph.h"
+#include "pub_http.h"
+
+struct pub_o365 {
+    pub_http *http;
+    pub_token_provider *tokens;
+    pub_exchange *exo;
+    pub_graph *graph;
+    pub_resolver *resolver;
+};
+
+typedef struct write_op {
+    pub_o365 *o;
+    const pub_write *w;
+    pub_apply_outcome *out;
+    pub_recipient rec;
+    bool done;
+    cs_err *fatal; /* credentials / config: fails the batch */
+    char mail[256];
+} write_op;
+
+cs_err *pub_o365_new(const pub_config *cfg, const pub_o365_opts *opts, pub_o365 **out)
+{
+    cs_err *err = NULL;
+    pub_o365_opts none = {0};
+    if (!opts)
+        opts = &none;
+    *out = NULL;
+    pub_o365 *o = calloc(1, sizeof *o);
+    if (!o)
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory");
+    pub_http_opts ho = {.max_inflight = cfg->http_max_inflight,
+                        .timeout_ms = cfg->http_timeout_ms,
+                        .ca_file = cfg->o365_ca_file,
+                        .max_retry_after_ms = PUB_O365_MAX_INLINE_WAIT_MS};
+    err = pub_http_new(&ho, &o->http);
+    if (err)
+        goto cleanup;
+    pub_token_opts to = {
+        .authority_url = cfg->o365_authority_url,
+        .tenant_id = cfg->o365_tenant_id,
+        .client_id = cfg->o365_client_id,
+        .exchange_url = cfg->o365_exchange_url,
+        .graph_url = cfg->o365_graph_url,
+        .exchange_resource = opts->exchange_resource,
+        .graph_resource = opts->graph_resource,
+        .auth = cfg->o365_auth,
+        .client_secret = cfg->o365_client_secret,
+        .certificate_file = cfg->o365_certificate_file,
+        .private_key_pem = cfg->o365_private_key,
+        .alg = cfg->o365_assertion_alg,
+        .http = {.max_inflight = 1, .timeout_ms = cfg->http_timeout_ms, .ca_file = cfg->o365_ca_file},
+    };
+    err = pub_token_provider_new(&to, &o->tokens);
+    if (err)
+        goto cleanup;
+    pub_exchange_opts xo = {.exchange_url = cfg->o365_exchange_url,
+                            .tenant_id = cfg->o365_tenant_id,
+                            .tenant_domain = cfg->o365_tenant_domain};
+    err = pub_exchange_new(&xo, o->http, o->tokens, &o->exo);
+    if (err)
+        goto cleanup;
+    err = pub_graph_new(cfg->o365_graph_url, o->http, o->tokens, &o->graph);
+    if (err)
+        goto cleanup;
+    err = pub_resolver_new(cfg->resolve_order, cfg->resolve_count,
+                           opts->resolver_cache_entries ? opts->resolver_cache_entries : 100000,
+                           opts->resolver_ttl_ms ? opts->resolver_ttl_ms : 3600 * 1000LL, o->graph, o->exo,
+                           &o->resolver);
+    if (err)
+        goto cleanup;
+    *out = o;
+    o = NULL;
+cleanup:
+    pub_o365_free(o);
+    return err;
+}
+
+void pub_o365_free(pub_o365 *o)
+{
+    if (!o)
+        return;
+    if (o->http)
+        pub_http_cancel_all(o->http);
+    pub_resolver_free(o->resolver);
+    pub_graph_free(o->graph);
+    pub_exchange_free(o->exo);
+    pub_http_free(o->http);
+    pub_token_provider_free(o->tokens);
+    free(o);
+}
+
+uint64_t pub_o365_token_refreshes(const pub_o365 *o)
+{
+    return pub_token_refreshes(o->tokens);
+}
+
+static long long not_found_delay_ms(int attempt)
+{
+    long long d = 5 * 60 * 1000LL;
+    for (int i = 1; i < attempt && d < 6 * 3600 * 1000LL; i++)
+        d *= 3;
+    return d < 6 * 3600 * 1000LL ? d : 6 * 3600 * 1000LL;
+}
+
+static void set_detail(write_op *op, const char *s)
+{
+    snprintf(op->out->detail, sizeof op->out->detail, "%s", s ? s : "");
+}
+
+static void not_found(write_op *op, const char *what)
+{
+    int attempt = op->w->attempt > 0 ? op->w->attempt : 1;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%.32s: no Exchange recipient for %.400s (attempt %d)", what, op->w->object_key,
+             attempt);
+    set_detail(op, msg);
+    if (attempt >= PUB_O365_NOT_FOUND_ATTEMPTS) {
+        op->out->status = PUB_APPLY_PERMANENT;
+        op->out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_RECIPIENT_NOT_FOUND;
+    } else {
+        op->out->status = PUB_APPLY_RETRY_LATER;
+        op->out->retry_after_ms = not_found_delay_ms(attempt);
+    }
+    op->done = true;
+}
+
+static void on_set(void *ctx, const pub_exo_result *res)
+{
+    write_op *op = ctx;
+    pub_apply_outcome *out = op->out;
+    snprintf(out->client_request_id, sizeof out->client_request_id, "%s", res->client_request_id);
+    out->http_status = (int)res->status;
+    switch (res->kind) {
+    case PUB_EXO_OK:
+        out->status = op->w->clear ? PUB_APPLY_CLEARED : PUB_APPLY_APPLIED;
+        op->done = true;
+        return;
+    case PUB_EXO_NOT_FOUND:
+        pub_resolver_forget(op->o->resolver, op->w->object_key); /* moved or deleted since it was cached */
+        not_found(op, out->cmdlet);
+        return;
+    case PUB_EXO_WRITE_SCOPE:
+        out->status = PUB_APPLY_PERMANENT;
+        out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_WRITE_SCOPE;
+        break;
+    case PUB_EXO_INVALID_VALUE:
+    case PUB_EXO_OTHER:
+        out->status = PUB_APPLY_PERMANENT;
+        out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED;
+        break;
+    case PUB_EXO_THROTTLED:
+        out->status = PUB_APPLY_RETRY_LATER;
+        out->retry_after_ms = res->retry_after_ms >= 0 ? res->retry_after_ms : 60000;
+        break;
+    case PUB_EXO_UNAVAILABLE:
+    case PUB_EXO_CANCELLED:
+        out->status = PUB_APPLY_RETRY_LATER;
+        out->retry_after_ms = 30000;
+        break;
+    case PUB_EXO_AUTH:
+        if (res->err && cs_err_is_fatal(res->err))
+            op->fatal = cs_err_new(CS_ERR_HTTP, CS_ERR_F_FATAL, "%s", cs_err_message(res->err));
+        out->status = PUB_APPLY_RETRY_LATER;
+        out->retry_after_ms = 60000;
+        break;
+    }
+    set_detail(op, res->err ? cs_err_message(res->err) : pub_exo_kind_name(res->kind));
+    op->done = true;
+}
+
+static void on_resolved(void *ctx, pub_resolve_status st, const pub_recipient *r, const cs_err *err,
+                        long long retry_after_ms)
+{
+    write_op *op = ctx;
+    pub_apply_outcome *out = op->out;
+    if (st == PUB_RESOLVE_NOT_FOUND) {
+        not_found(op, "resolve");
+        return;
+    }
+    if (st == PUB_RESOLVE_FAILED) {
+        set_detail(op, err ? cs_err_message(err) : "resolve failed");
+        if (err && cs_err_is_fatal(err))
+            op->fatal = cs_err_new(CS_ERR_HTTP, CS_ERR_F_FATAL, "%s", cs_err_message(err));
+        if (err && !cs_err_is_retriable(err) && !cs_err_is_fatal(err)) {
+            out->status = PUB_APPLY_PERMANENT; /* ambiguous identity: needs a directory fix */
+            out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED;
+        } else {
+            out->status = PUB_APPLY_RETRY_LATER;
+            out->retry_after_ms = retry_after_ms >= 0 ? retry_after_ms : 30000;
+        }
+        op->done = true;
+        return;
+    }
+    op->rec = *r;
+    snprintf(out->recipient_id, sizeof out->recipient_id, "%s", r->external_directory_object_id);
+    snprintf(out->recipient_identity, sizeof out->recipient_identity, "%s", r->identity);
+    snprintf(out->recipient_type, sizeof out->recipient_type, "%s", r->recipient_type_details);
+    snprintf(out->primary_smtp_address, sizeof out->primary_smtp_address, "%s", r->primary_smtp_address);
+    snprintf(out->resolved_by, sizeof out->resolved_by, "%s", r->resolved_by);
+    const char *cmdlet = pub_exchange_set_cmdlet_for(r->recipient_type_details);
+    if (!cmdlet) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "recipient %.256s is a %.64s: it holds no certificates we can write",
+                 r->identity, r->recipient_type_details);
+        set_detail(op, msg);
+        out->status = PUB_APPLY_PERMANENT;
+        out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED;
+        op->done = true;
+        return;
+    }
+    snprintf(out->cmdlet, sizeof out->cmdlet, "%s", cmdlet);
+    const pub_write *w = op->w;
+    cs_err *e = pub_exchange_set_certificates(
+        op->o->exo, cmdlet, r->identity, w->clear ? NULL : w->user_certificate,
+        w->clear ? 0 : w->n_user_certificate, w->clear ? NULL : w->user_smime_certificate,
+        w->clear ? 0 : w->n_user_smime_certificate, on_set, op);
+    if (e) {
+        set_detail(op, cs_err_message(e));
+        if (cs_err_is_fatal(e))
+            op->fatal = e;
+        else
+            cs_err_free(e);
+        out->status = PUB_APPLY_RETRY_LATER;
+        out->retry_after_ms = 30000;
+        op->done = true;
+    }
+}
+
+/* The address to try for resolve.order "mail": mail, else the primary proxy address. */
+static const char *primary_mail(const Certsync__V1__Identity *id, char *buf, size_t cap)
+{
+    if (id->mail && *id->mail)
+        return id->mail;
+    for (size_t i = 0; i < id->n_proxy_addresses; i++) {
+        if (strncmp(id->proxy_addresses[i], "SMTP:", 5) == 0) {
+            snprintf(buf, cap, "%s", id->proxy_addresses[i] + 5);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static cs_err *apply(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes)
+{
+    pub_o365 *o = ctx;
+    cs_err *err = NULL;
+    write_op *ops = calloc(n ? n : 1, sizeof *ops);
+    if (!ops)
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        write_op *op = &ops[i];
+        op->o = o;
+        op->w = &writes[i];
+        op->out = &outcomes[i];
+        const Certsync__V1__Identity *id = writes[i].event ? writes[i].event->identity : NULL;
+        if (!id) {
+            set_detail(op, "event without identity");
+            op->out->status = PUB_APPLY_PERMANENT;
+            op->out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED;
+            op->done = true;
+            continue;
+        }
+        /* ms-DS-ConsistencyGuid, when set, is the immutable id Entra Connect uses (design.md). */
+        const ProtobufCBinaryData *guid =
+            id->has_consistency_guid && id->consistency_guid.len == 16 ? &id->consistency_guid
+            : id->has_object_guid && id->object_guid.len == 16         ? &id->object_guid
+                                                                       : NULL;
+        pub_resolve_input in = {.object_guid = guid ? guid->data : NULL,
+                                .sid = id->object_sid,
+                                .upn = id->user_principal_name,
+                                .mail = primary_mail(id, op->mail, sizeof op->mail)};
+        cs_err *e = pub_resolver_resolve(o->resolver, writes[i].object_key, &in, on_resolved, op);
+        if (e) {
+            set_detail(op, cs_err_message(e));
+            op->out->status = PUB_APPLY_PERMANENT;
+            op->out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_RECIPIENT_NOT_FOUND;
+            op->done = true;
+            cs_err_free(e);
+        }
+    }
+    /* Drive until every write finished: bounded, since every request is (timeouts x attempts). */
+    for (;;) {
+        bool all = true;
+        for (size_t i = 0; i < n; i++)
+            all = all && ops[i].done;
+        if (all || pub_http_pending(o->http) == 0)
+            break;
+        err = pub_http_run(o->http, 1000, NULL);
+        if (err)
+            break;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!ops[i].done && !err)
+            err = cs_err_new(CS_ERR_INTERNAL, 0, "write for %s never completed", writes[i].object_key);
+        if (ops[i].fatal) {
+            if (!err)
+                err = ops[i].fatal;
+            else
+                cs_err_free(ops[i].fatal);
+        }
+    }
+    if (err)
+        pub_http_cancel_all(o->http);
+    free(ops);
+    return err;
+}
+
+static void quiesce(void *ctx)
+{
+    pub_o365 *o = ctx;
+    /* apply() returns with nothing in flight; this is the safety net for a revoke mid-apply. */
+    pub_http_cancel_all(o->http);
+}
+
+pub_applier pub_o365_applier(pub_o365 *o)
+{
+    pub_applier a = {.apply = apply, .quiesce = quiesce, .ctx = o};
+    return a;
+}

@@ -1,0 +1,54 @@
+/*
+ * pub_o365: the Office 365 side of the publisher behind the pipeline's pub_applier interface.
+ *
+ * Owns the HTTP client, the token provider, the Exchange and Graph clients and the resolver. apply()
+ * resolves every write's recipient (resolve.order, cached), picks the Set-* cmdlet by recipient type and
+ * writes both full lists, all writes of a batch concurrently on one pub_http (http.max_inflight), and
+ * returns when every one has finished. Outcomes:
+ *   written                       -> APPLIED / CLEARED with the recipient
+ *   write scope                   -> PERMANENT WRITE_SCOPE (the fix in the detail)
+ *   values refused / no cmdlet    -> PERMANENT REJECTED
+ *   not found (resolve or write)  -> RETRY_LATER with a delay growing with the attempt (5 min x 3^(n-1),
+ *                                    at most 6 h) and, from attempt PUB_O365_NOT_FOUND_ATTEMPTS on,
+ *                                    PERMANENT RECIPIENT_NOT_FOUND: "not found" is usually "not yet"
+ *   throttled                     -> RETRY_LATER after Retry-After (a wait up to PUB_O365_MAX_INLINE_WAIT_MS
+ *                                    happens inside pub_http; longer ones come back here to be parked)
+ *   outage after retries          -> RETRY_LATER after 30 s
+ *   credential / config failure   -> apply() returns the (fatal) error: the batch is not committed
+ */
+#ifndef PUB_O365_H
+#define PUB_O365_H
+
+#include "cs_err.h"
+#include "pub_applier.h"
+#include "pub_config.h"
+#include "pub_exchange.h"
+#include "pub_resolver.h"
+#include "pub_token.h"
+
+#define PUB_O365_NOT_FOUND_ATTEMPTS 8
+#define PUB_O365_MAX_INLINE_WAIT_MS 10000
+
+typedef struct pub_o365 pub_o365;
+
+/* Extra settings not (yet) in the config table; NULL fields take the defaults. */
+typedef struct pub_o365_opts {
+    const char *exchange_resource; /* token audience override, see pub_token_opts */
+    const char *graph_resource;
+    size_t resolver_cache_entries; /* 0: 100000 */
+    long long resolver_ttl_ms;     /* 0: 1 hour */
+} pub_o365_opts;
+
+/* Builds the Office 365 side from `cfg` (borrowed: must outlive it). Caller frees with pub_o365_free(). */
+cs_err *pub_o365_new(const pub_config *cfg, const pub_o365_opts *opts, pub_o365 **out);
+
+/* Cancels anything in flight and frees. NULL is allowed. */
+void pub_o365_free(pub_o365 *o);
+
+/* The pub_applier the pipeline calls (ctx = o). */
+pub_applier pub_o365_applier(pub_o365 *o);
+
+/* For metrics: tokens fetched so far. */
+uint64_t pub_o365_token_refreshes(const pub_o365 *o);
+
+#endif

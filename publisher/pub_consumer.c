@@ -1,0 +1,236 @@
+/*
+ * pub_consumer: group consumer with an eager assignor and state-restoring rebalance hooks (see pub_consumer.h).
+ */
+#include "pub_consumer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cs_log.h"
+
+#define FAC "consumer"
+#define MAX_TOPICS 8
+#define QUERY_TIMEOUT_MS 10000
+
+struct pub_consumer {
+    rd_kafka_t *rk;
+    pub_consumer_hooks hooks;
+    cs_err *assign_err; /* from on_assign, returned by the next poll */
+    int closed;
+};
+
+static cs_err *set(rd_kafka_conf_t *conf, const char *name, const char *value)
+{
+    char errstr[256];
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+        return cs_err_new(CS_ERR_CONFIG, 0, "consumer setting %s=%s refused by librdkafka: %s", name, value,
+                          errstr);
+    return NULL;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque)
+{
+    pub_consumer *c = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        cs_log_info(FAC, "assigned %d partition(s)", parts->cnt);
+        cs_err *e = c->hooks.on_assign ? c->hooks.on_assign(c->hooks.opaque, parts) : NULL;
+        if (e) {
+            cs_log_error(FAC, "restoring state for the assigned partitions failed: %s", cs_err_message(e));
+            if (!c->assign_err)
+                c->assign_err = e;
+            else
+                cs_err_free(e);
+            rd_kafka_assign(rk, NULL);
+            return;
+        }
+        rd_kafka_resp_err_t ae = rd_kafka_assign(rk, parts);
+        if (ae && !c->assign_err)
+            c->assign_err =
+                cs_err_new(CS_ERR_KAFKA, CS_ERR_F_FATAL, "assign failed: %s", rd_kafka_err2str(ae));
+        return;
+    }
+    /* Revoke (or a lost assignment, which librdkafka also reports as an error here): the hook first, so no
+     * write of ours is still in flight and no transaction is open when the partitions go. */
+    cs_log_info(FAC, "revoking %d partition(s) (%s)", parts ? parts->cnt : 0, rd_kafka_err2name(err));
+    if (c->hooks.on_revoke && parts)
+        c->hooks.on_revoke(c->hooks.opaque, parts);
+    rd_kafka_assign(rk, NULL);
+}
+
+cs_err *pub_consumer_new(rd_kafka_conf_t *conf, const pub_consumer_hooks *hooks, pub_consumer **out)
+{
+    cs_err *err = NULL;
+    pub_consumer *c = NULL;
+    char errstr[512];
+    char value[256];
+    size_t vlen = sizeof(value);
+    *out = NULL;
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory creating the consumer");
+        goto cleanup;
+    }
+    if (hooks)
+        c->hooks = *hooks;
+    vlen = sizeof(value);
+    if (rd_kafka_conf_get(conf, "group.id", value, &vlen) != RD_KAFKA_CONF_OK || vlen <= 1) {
+        err = cs_err_new(CS_ERR_CONFIG, 0, "the publisher's consumer needs a group.id (kafka.group.id)");
+        goto cleanup;
+    }
+    vlen = sizeof(value);
+    if (rd_kafka_conf_get(conf, "partition.assignment.strategy", value, &vlen) == RD_KAFKA_CONF_OK &&
+        strstr(value, "cooperative")) {
+        err = cs_err_new(CS_ERR_CONFIG, 0,
+                         "kafka.partition.assignment.strategy=%s is cooperative: librdkafka 2.0.2 has "
+                         "cooperative-rebalance bugs; use range or roundrobin",
+                         value);
+        goto cleanup;
+    }
+    if (strcmp(value, "roundrobin") != 0)
+        err = set(conf, "partition.assignment.strategy", "range");
+    if (!err)
+        err = set(conf, "isolation.level", "read_committed");
+    if (!err)
+        err = set(conf, "enable.auto.commit", "false");
+    if (!err)
+        err = set(conf, "enable.auto.offset.store", "false");
+    if (!err)
+        err = set(conf, "enable.partition.eof", "true");
+    if (!err)
+        err = set(conf, "auto.offset.reset", "earliest");
+    if (err)
+        goto cleanup;
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, c);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    conf = NULL; /* rd_kafka_new took it on success; on failure it is freed below */
+    if (!c->rk) {
+        err = cs_err_new(CS_ERR_KAFKA, CS_ERR_F_FATAL, "creating the consumer failed: %s", errstr);
+        goto cleanup;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    *out = c;
+    c = NULL;
+cleanup:
+    if (conf)
+        rd_kafka_conf_destroy(conf);
+    free(c);
+    return err;
+}
+
+cs_err *pub_consumer_subscribe(pub_consumer *c, const char *const *topics, size_t n)
+{
+    if (n == 0 || n > MAX_TOPICS)
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "subscribe: %zu topics (1..%d)", n, MAX_TOPICS);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e)
+        return cs_err_new(CS_ERR_KAFKA, CS_ERR_F_FATAL, "subscribing to %s failed: %s", topics[0],
+                          rd_kafka_err2str(e));
+    return NULL;
+}
+
+cs_err *pub_consumer_poll(pub_consumer *c, int timeout_ms, rd_kafka_message_t **out)
+{
+    *out = NULL;
+    if (c->assign_err) {
+        cs_err *e = c->assign_err;
+        c->assign_err = NULL;
+        return cs_err_wrap(e, "partitions assigned without their applied state");
+    }
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, timeout_ms);
+    if (c->assign_err) {
+        if (m)
+            rd_kafka_message_destroy(m);
+        cs_err *e = c->assign_err;
+        c->assign_err = NULL;
+        return cs_err_wrap(e, "partitions assigned without their applied state");
+    }
+    if (!m)
+        return NULL;
+    if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        char fatal[256];
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL &&
+            rd_kafka_fatal_error(c->rk, fatal, sizeof(fatal)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_message_destroy(m);
+            return cs_err_new(CS_ERR_KAFKA, CS_ERR_F_FATAL, "consumer fatal error: %s", fatal);
+        }
+        cs_log_warn(FAC, "consumer error (librdkafka recovers): %s", rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        return NULL;
+    }
+    *out = m;
+    return NULL;
+}
+
+rd_kafka_consumer_group_metadata_t *pub_consumer_group_metadata(pub_consumer *c)
+{
+    return rd_kafka_consumer_group_metadata(c->rk);
+}
+
+cs_err *pub_consumer_seek(pub_consumer *c, const char *topic, int32_t partition, int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, QUERY_TIMEOUT_MS);
+    cs_err *err = NULL;
+    if (e) {
+        err = cs_err_new(CS_ERR_KAFKA, CS_ERR_F_RETRIABLE, "seeking %s[%d] to %lld failed: %s", topic,
+                         (int)partition, (long long)offset, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else if (l->elems[0].err) {
+        err = cs_err_new(CS_ERR_KAFKA, CS_ERR_F_RETRIABLE, "seeking %s[%d] to %lld failed: %s", topic,
+                         (int)partition, (long long)offset, rd_kafka_err2str(l->elems[0].err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return err;
+}
+
+cs_err *pub_consumer_lso(pub_consumer *c, const char *topic, int32_t partition, int64_t *out)
+{
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(c->rk, topic, partition, &lo, &hi, QUERY_TIMEOUT_MS);
+    if (e)
+        return cs_err_new(CS_ERR_KAFKA, CS_ERR_F_RETRIABLE, "querying the end of %s[%d] failed: %s", topic,
+                          (int)partition, rd_kafka_err2str(e));
+    *out = hi;
+    return NULL;
+}
+
+cs_err *pub_consumer_pause(pub_consumer *c, const char *topic, int32_t partition, int pause)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition);
+    rd_kafka_resp_err_t e =
+        pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e)
+        return cs_err_new(CS_ERR_KAFKA, 0, "%s %s[%d] failed: %s", pause ? "pausing" : "resuming", topic,
+                          (int)partition, rd_kafka_err2str(e));
+    return NULL;
+}
+
+void pub_consumer_destroy(pub_consumer *c)
+{
+    if (!c)
+        return;
+    if (c->rk) {
+        rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
+        if (e)
+            cs_log_warn(FAC, "closing the consumer: %s", rd_kafka_err2str(e));
+        rd_kafka_destroy(c->rk);
+    }
+    cs_err_free(c->assign_err);
+    free(c);
+}
+
+rd_kafka_t *pub_consumer_rd_kafka(pub_consumer *c)
+{
+    return c->rk;
+}

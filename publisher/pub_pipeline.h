@@ -1,0 +1,116 @@
+/*
+ * pub_pipeline: the publisher's exactly-once batch loop on the Kafka side.
+ *
+ *   start: init_transactions (fences a zombie with our transactional.id and aborts its open transaction)
+ *          BEFORE anything is read, then subscribe to the events topic (and the retry topic).
+ *   each batch (pub_pipeline_run_once):
+ *     1. poll up to batch_max_events / batch_max_wait_ms. Right after an assignment the batch is extended
+ *        (up to read_ahead_max_events) until every newly assigned events partition has been read up to the
+ *        last stable offset it had at assignment ("read ahead", design.md "One uncommitted write per recipient").
+ *     2. decode each record; an undecodable one becomes a dead letter (UNDECODABLE) carrying the original key,
+ *        bytes, headers, topic/partition/offset, and the partition moves on.
+ *     3. coalesce each key to its newest event (by version; a tie goes to the later record): the others get a
+ *        SKIPPED_STALE result ("superseded in batch"). At most one write per object per batch.
+ *     4. decide (pub_decide) against the applied state, then hand all writes to the applier at once.
+ *     5. ONE transaction: a PublishResult per record, the applied-state records (obj/<key>, rcpt/<id>), dead
+ *        letters, parked retry records, and the consumer offsets (last offset + 1 per partition, with FRESH
+ *        group metadata). Every record of the batch is finished by then (applied, skipped, dead-lettered or
+ *        parked), so the lowest unfinished offset of a partition is the end of its batch. Commit.
+ *     6. only after the commit: the in-memory applied state and the counters are updated.
+ *   errors: a retriable commit is retried (bounded); one that requires an abort aborts and seeks every
+ *   partition of the batch back to its first offset, so the batch is re-processed (the writes repeat
+ *   identically: they are idempotent); fatal or fenced: the pipeline stops without committing and every later
+ *   call returns the same error.
+ *
+ * Partitioning rule: topics.state and topics.retry have the same partition count as topics.events (checked at
+ * start). Every state record and every parked record is produced to the partition NUMBER of the event it came
+ * from, so partition p of the state topic holds the applied state of exactly the keys of events partition p
+ * (restored on assign with cs_state_reader's partition filter), and the range assignor gives partition p of the
+ * events and retry topics to the same member.
+ *
+ * Retry topic (a simple version): a RETRY_LATER outcome parks the original record in topics.retry inside the
+ * transaction with headers certsync-attempt and certsync-not-before-ms. The retry topic is consumed too; a
+ * record whose not-before is in the future pauses that retry partition (and seeks back to it) until then; the
+ * events partitions keep flowing. A parked event that a newer event overtook is skipped as stale when it comes
+ * back. Not done: parking the later events of a blocked key with it, and a maximum attempt count / age before
+ * dead-lettering (the applier decides PERMANENT itself).
+ *
+ * Not thread-safe: one thread drives one pipeline.
+ */
+#ifndef PUB_PIPELINE_H
+#define PUB_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "cs_err.h"
+#include "pub_applier.h"
+
+typedef struct pub_pipeline_opts {
+    const char *topic_events;  /* required */
+    const char *topic_state;   /* required, compacted, same partition count as topic_events */
+    const char *topic_results; /* required */
+    const char *topic_dlq;     /* required */
+    const char *topic_retry;   /* required, same partition count as topic_events */
+    const char *instance_id;   /* for dead letters and logs */
+    int batch_max_events;      /* > 0 */
+    int64_t batch_max_wait_ms; /* > 0 */
+    int read_ahead_max_events; /* cap of a batch extended by read-ahead; 0: 10 x batch_max_events */
+    int restore_timeout_ms;    /* bound of one state restore; 0: 60000 */
+    /* Fault injection for tests: called after everything is produced and the offsets are sent, before the
+     * commit; returning non-zero makes the pipeline treat the commit as failed-requiring-abort. NULL normally. */
+    int (*fault_before_commit)(void *ctx);
+    void *fault_ctx;
+} pub_pipeline_opts;
+
+typedef struct pub_pipeline_stats {
+    uint64_t events;            /* records handled in committed batches */
+    uint64_t applied;           /* writes reported APPLIED */
+    uint64_t cleared;           /* removals reported CLEARED */
+    uint64_t skipped_stale;     /* version gate, including superseded in batch */
+    uint64_t skipped_duplicate; /* same content */
+    uint64_t dead_lettered;     /* undecodable, nothing valid, permanent applier failures */
+    uint64_t parked;            /* sent to the retry topic */
+    uint64_t commits;           /* committed transactions */
+    uint64_t aborts;            /* aborted transactions (batch re-processed) */
+    uint64_t restored_records;  /* state records loaded on assignments */
+    uint64_t assignments;       /* assign callbacks */
+} pub_pipeline_stats;
+
+typedef struct pub_pipeline pub_pipeline;
+
+/*
+ * Creates the pipeline. `conf` (ownership passes in every case) carries bootstrap.servers, group.id and
+ * transactional.id (pub_config_kafka_conf() sets all three) and any kafka.* settings; the consumer, the
+ * producer and the state reader each get a copy. `opts` is copied; its strings must outlive the
+ * pipeline. `applier` is copied. Caller frees *out with pub_pipeline_destroy().
+ */
+cs_err *pub_pipeline_new(rd_kafka_conf_t *conf, const pub_pipeline_opts *opts, const pub_applier *applier,
+                         pub_pipeline **out);
+
+/*
+ * Fences (init_transactions, bounded by `timeout_ms`), checks the partition counts of the topics and
+ * subscribes. Call once, before pub_pipeline_run_once().
+ */
+cs_err *pub_pipeline_start(pub_pipeline *p, int timeout_ms);
+
+/*
+ * Runs one batch (see above). *n_records (may be NULL) receives the number of records committed (0 when the
+ * poll found nothing). A retriable error (an aborted and rewound batch, an applier that could not try) may be
+ * followed by another call; after a fatal one (fenced included, see cs_kafka_producer_is_fenced()) the
+ * pipeline is stopped and only pub_pipeline_destroy() is useful.
+ */
+cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records);
+
+/* Counters so far. */
+void pub_pipeline_get_stats(const pub_pipeline *p, pub_pipeline_stats *out);
+
+/* Number of applied-state entries held for the owned partitions (for tests and metrics). */
+size_t pub_pipeline_state_count(const pub_pipeline *p);
+
+/* Leaves the group (revoke hook: quiesce, abort), destroys consumer and producer. NULL is allowed. */
+void pub_pipeline_destroy(pub_pipeline *p);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * pub_state: the publisher's applied state in memory, for the partitions it owns.
+ *
+ * A map from state-topic key to the decoded certsync.v1.AppliedStateRecord:
+ *   "obj/<events key>"   ObjectState (version seen, recipient, removed)
+ *   "rcpt/<recipient>"   RecipientState (what was written, by which object)
+ * Each entry remembers the partition it belongs to. Partitioning rule (documented in pub_pipeline.h): the
+ * state topic has as many partitions as the events topic, and every state record is produced to the partition
+ * number of the event it came from, so restoring partition p of the state topic restores exactly the state of
+ * the objects in events partition p, and dropping p on revoke forgets exactly those.
+ *
+ * Filled from the state topic on assignment (cs_state_reader) and from the records of each committed
+ * transaction, through the same function, so restore and live updates cannot disagree. Not thread-safe.
+ */
+#ifndef PUB_STATE_H
+#define PUB_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "certsync/v1/applied_state.pb-c.h"
+#include "cs_err.h"
+#include "pub_decide.h"
+
+#define PUB_STATE_OBJ_PREFIX "obj/"
+#define PUB_STATE_RCPT_PREFIX "rcpt/"
+/* Longest state key accepted (prefix + events key or recipient id); longer records are refused. */
+#define PUB_STATE_KEY_MAX 1024
+
+typedef struct pub_state pub_state;
+
+/* An empty store. Caller frees *out with pub_state_free(). */
+cs_err *pub_state_new(pub_state **out);
+
+/* Frees the store; NULL is allowed. */
+void pub_state_free(pub_state *s);
+
+/*
+ * Stores one state-topic record (`value` an encoded AppliedStateRecord) for `partition`, replacing an earlier
+ * one with the same key; a NULL value (tombstone) deletes. A key without the obj/ or rcpt/ prefix, or a value
+ * that does not decode, is CS_ERR_INVALID_INPUT naming the key: the caller decides whether to skip it.
+ */
+cs_err *pub_state_put(pub_state *s, int32_t partition, const void *key, size_t key_len, const void *value,
+                      size_t value_len);
+
+/*
+ * The gate's view of `object_key` (the events key): its ObjectState version and, when the object owns its
+ * recipient's RecipientState, what was written there. Pointers are owned by the store and valid until the
+ * next put or drop. Returns false (and zeroes *out) when nothing is known about the object.
+ */
+bool pub_state_view(const pub_state *s, const char *object_key, pub_applied_view *out);
+
+/* The stored ObjectState of `object_key`, or NULL. Owned by the store, valid until the next put or drop. */
+const Certsync__V1__ObjectState *pub_state_object(const pub_state *s, const char *object_key);
+
+/* Forgets every entry of `partition` (on revoke). */
+void pub_state_drop_partition(pub_state *s, int32_t partition);
+
+/* Number of entries (both kinds). */
+size_t pub_state_count(const pub_state *s);
+
+/* The recipient id used in "rcpt/<id>": external_directory_object_id, else identity, else NULL. */
+const char *pub_state_recipient_id(const Certsync__V1__Recipient *r);
+
+#endif

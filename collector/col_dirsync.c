@@ -8,11 +8,17 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "col_scope.h"
 #include "cs_log.h"
 
 #define FAC "dirsync"
 
-enum { DIRSYNC_MAX_BYTES = 0x7fffffff }; /* maxAttrCount: let the server choose the page size */
+enum {
+    DIRSYNC_MAX_BYTES = 0x7fffffff, /* maxAttrCount: let the server choose the page size */
+    MAX_ATTRS = 64
+};
+/* The well-known GUID of CN=Deleted Objects in a domain naming context. */
+#define DELETED_OBJECTS_WKGUID "18e2ea80684f11d2b9aa00c04f79f805"
 
 struct col_dirsync {
     col_ldap *c;
@@ -21,6 +27,7 @@ struct col_dirsync {
     int flags;
     unsigned char *cookie;
     size_t cookie_len;
+    char *reread_attrs[MAX_ATTRS]; /* col_object_attrs(AD) + lastKnownParent; static strings */
 };
 
 static const char *const dirsync_attrs[] = {"objectGUID",
@@ -35,6 +42,8 @@ static const char *const dirsync_attrs[] = {"objectGUID",
                                             "isDeleted",
                                             NULL};
 
+static void check_deleted_objects(col_ldap *c, const char *nc_root);
+
 cs_err *col_dirsync_new(col_ldap *c, const char *nc_root, const char *filter, int flags, const void *cookie,
                         size_t cookie_len, col_dirsync **out)
 {
@@ -46,18 +55,73 @@ cs_err *col_dirsync_new(col_ldap *c, const char *nc_root, const char *filter, in
         return cs_err_new(CS_ERR_INVALID_INPUT, 0, "DirSync cookie of %zu bytes is over the %d-byte limit",
                           cookie_len, COL_DIRSYNC_MAX_COOKIE);
     }
-    if (d == NULL || (d->nc_root = strdup(nc_root)) == NULL || (d->filter = strdup(filter)) == NULL ||
-        (d->cookie = malloc(cookie_len + 1)) == NULL) {
+    if (d == NULL || (d->nc_root = strdup(nc_root)) == NULL || (d->cookie = malloc(cookie_len + 1)) == NULL) {
         col_dirsync_free(d);
         return cs_err_new(CS_ERR_NOMEM, 0, "out of memory preparing DirSync of %s", nc_root);
     }
+    {
+        /* Tombstones lose objectCategory: without the tombstone clause the default filter misses deletions. */
+        cs_err *err = col_scope_tracking_filter(filter, &d->filter);
+        char **ad = col_object_attrs(COL_DIR_AD);
+        size_t k = 0;
+        if (err != NULL) {
+            col_dirsync_free(d);
+            return err;
+        }
+        for (; ad[k] != NULL && k < MAX_ATTRS - 2; k++)
+            d->reread_attrs[k] = ad[k];
+        d->reread_attrs[k] = (char *)(uintptr_t) "lastKnownParent"; /* libldap only reads it */
+    }
     d->c = c;
+    if ((flags & LDAP_CONTROL_X_DIRSYNC_OBJECT_SECURITY) != 0)
+        check_deleted_objects(c, nc_root);
     d->flags = flags;
     if (cookie != NULL && cookie_len > 0)
         memcpy(d->cookie, cookie, cookie_len);
     d->cookie_len = cookie != NULL ? cookie_len : 0;
     *out = d;
     return NULL;
+}
+
+/*
+ * With the object-security flag DirSync returns only what the account may read: if it cannot read
+ * CN=Deleted Objects, deletions never arrive. Say so at start (design.md, "DirSync facts").
+ */
+static void check_deleted_objects(col_ldap *c, const char *nc_root)
+{
+    static const char *const attrs[] = {"objectGUID", NULL};
+    LDAP *ld = col_ldap_handle(c);
+    LDAPControl *show = NULL, *sctrls[2] = {NULL, NULL};
+    LDAPMessage *res = NULL;
+    long long ms = col_ldap_timeout_ms(c);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    char base[600];
+    int rc;
+
+    snprintf(base, sizeof base, "<WKGUID=%s,%.500s>", DELETED_OBJECTS_WKGUID, nc_root);
+    rc = ldap_control_create(COL_OID_SHOW_DELETED, 1, NULL, 0, &show);
+    if (rc == LDAP_SUCCESS) {
+        sctrls[0] = show;
+        rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_BASE, "(objectClass=*)", col_ldap_attrs(attrs), 0, sctrls,
+                               NULL, &tv, 1, &res);
+    }
+    if (rc != LDAP_SUCCESS || ldap_count_entries(ld, res) < 1) {
+        cs_err *err =
+            col_ldap_error(c, "reading CN=Deleted Objects", rc != LDAP_SUCCESS ? rc : LDAP_NO_SUCH_OBJECT);
+        cs_log_kv(
+            CS_LOG_ERROR, FAC,
+            "DirSync with the object-security flag: the bind account cannot read CN=Deleted Objects, so "
+            "deleted users will NOT be seen (only the next full resync removes them); grant it List "
+            "Contents and Read Property on CN=Deleted Objects (dsacls /takeownership, then /G), or the "
+            "Replicating Directory Changes right and no object-security flag",
+            "naming_context", nc_root, "error", cs_err_message(err), NULL);
+        cs_err_free(err);
+    } else {
+        cs_log_kv(CS_LOG_INFO, FAC, "DirSync with the object-security flag: CN=Deleted Objects is readable",
+                  "naming_context", nc_root, NULL);
+    }
+    ldap_msgfree(res);
+    ldap_control_free(show);
 }
 
 void col_dirsync_free(col_dirsync *d)
@@ -99,8 +163,8 @@ static cs_err *reread(col_dirsync *d, const unsigned char guid[16], const char *
         goto cleanup;
     }
     sctrls[0] = show;
-    rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_BASE, "(objectClass=*)", col_object_attrs(COL_DIR_AD), 0,
-                           sctrls, NULL, &tv, 1, &res);
+    rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_BASE, "(objectClass=*)", d->reread_attrs, 0, sctrls, NULL,
+                           &tv, 1, &res);
     if (rc == LDAP_NO_SUCH_OBJECT) {
         /* Gone entirely (the tombstone too): a removal by id is all that is left to say. */
         err = col_object_new(COL_DIR_AD, dirsync_dn, &o);
@@ -117,8 +181,21 @@ static cs_err *reread(col_dirsync *d, const unsigned char guid[16], const char *
     } else {
         err = col_object_from_entry(ld, e, COL_DIR_AD, &o);
         if (err == NULL && col_object_is_deleted(o)) {
+            struct berval **parent = ldap_get_values_len(ld, e, "lastKnownParent");
+            bool in = n_bases == 0 || parent == NULL || parent[0] == NULL;
+            for (size_t i = 0; i < n_bases && !in; i++) {
+                char *p = strndup(parent[0]->bv_val, parent[0]->bv_len);
+                in = p != NULL && col_ldap_dn_is_under(p, bases[i]);
+                free(p);
+            }
+            ldap_value_free_len(parent);
             ch.kind = COL_CHANGE_REMOVAL;
             ch.reason = COL_REMOVAL_DELETED;
+            if (!in) {
+                /* Deleted from outside the scope: it was never in it (or left it before). */
+                col_object_free(o);
+                o = NULL;
+            }
         } else if (err == NULL) {
             bool in = n_bases == 0;
             for (size_t i = 0; i < n_bases && !in; i++)

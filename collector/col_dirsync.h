@@ -10,6 +10,11 @@
  *   - the re-read finds nothing           -> COL_CHANGE_REMOVAL (DELETED; the tombstone is gone too);
  *   - DN under none of the base DNs       -> COL_CHANGE_REMOVAL (OUT_OF_SCOPE);
  *   - otherwise                           -> COL_CHANGE_UPSERT with the full state.
+ * The DirSync filter is col_scope_tracking_filter(filter): AD strips objectCategory from tombstones, so the
+ * default filter alone would never return a deletion (checked against Samba, tests/collector/
+ * col_samba_track.sh). A tombstone whose lastKnownParent is under none of the base DNs is not reported.
+ * With the object-security flag, col_dirsync_new() checks that CN=Deleted Objects is readable and logs an
+ * error naming the fix when it is not (deletions would be invisible).
  * After each round the new cookie is handed over as COL_CHANGE_COOKIE. Requested attributes: the
  * certificate attributes, identity (mail, UPN, proxyAddresses, sAMAccountName, consistency GUID), `name`
  * (renames and moves) and isDeleted, so lifecycle changes are seen too.

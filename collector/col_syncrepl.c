@@ -19,9 +19,17 @@ struct col_syncrepl {
     bool begun;     /* REFRESH_BEGIN sent */
     bool refreshed; /* refresh phase over */
     char *base;
+    char **bases; /* more than one base DN: the search covers their naming context, filtered here */
+    size_t n_bases;
     unsigned char *cookie;
     size_t cookie_len;
 };
+
+/* The server URL for messages; "(unconnected)" for handles made by col_syncrepl_new_unconnected(). */
+static const char *url(const col_syncrepl *s)
+{
+    return s->c != NULL ? url(s) : "(unconnected)";
+}
 
 /* Builds the critical sync request control: {mode, cookie OPTIONAL} (reloadHint left at its default). */
 static cs_err *make_request(col_ldap *c, int mode, const void *cookie, size_t cookie_len, LDAPControl **out)
@@ -58,7 +66,7 @@ static cs_err *set_cookie(col_syncrepl *s, const struct berval *bv)
 
     if (bv->bv_len > COL_SYNCREPL_MAX_COOKIE)
         return cs_err_new(CS_ERR_INVALID_INPUT, 0,
-                          "%s: syncrepl cookie of %lu bytes is over the %d-byte limit", col_ldap_url(s->c),
+                          "%s: syncrepl cookie of %lu bytes is over the %d-byte limit", url(s),
                           (unsigned long)bv->bv_len, COL_SYNCREPL_MAX_COOKIE);
     p = malloc(bv->bv_len + 1);
     if (p == NULL)
@@ -95,10 +103,10 @@ static cs_err *uuid_object(col_syncrepl *s, const struct berval *uuid, const cha
 
     *out = NULL;
     if (uuid->bv_len != 16)
-        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: syncUUID of %lu bytes; a UUID has 16",
-                          col_ldap_url(s->c), (unsigned long)uuid->bv_len);
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: syncUUID of %lu bytes; a UUID has 16", url(s),
+                          (unsigned long)uuid->bv_len);
     col_uuid_format((const unsigned char *)uuid->bv_val, id);
-    err = col_object_new(col_ldap_kind(s->c), dn, out);
+    err = col_object_new(s->c != NULL ? col_ldap_kind(s->c) : COL_DIR_OPENLDAP, dn, out);
     if (err == NULL)
         err = col_object_set_id(*out, id);
     if (err != NULL) {
@@ -123,18 +131,16 @@ static cs_err *handle_entry(col_syncrepl *s, LDAPMessage *msg, col_change_cb cb,
 
     if (ldap_get_entry_controls(ld, msg, &ctrls) != LDAP_SUCCESS ||
         (state_ctrl = ldap_control_find(LDAP_CONTROL_SYNC_STATE, ctrls, NULL)) == NULL) {
-        err = cs_err_new(CS_ERR_LDAP, 0, "%s: a syncrepl entry came without a sync state control",
-                         col_ldap_url(s->c));
+        err = cs_err_new(CS_ERR_LDAP, 0, "%s: a syncrepl entry came without a sync state control", url(s));
         goto cleanup;
     }
     ber = ber_init(&state_ctrl->ldctl_value);
     if (ber == NULL || ber_scanf(ber, "{em", &state, &uuid) == LBER_ERROR) {
-        err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed sync state control", col_ldap_url(s->c));
+        err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed sync state control", url(s));
         goto cleanup;
     }
     if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE && ber_scanf(ber, "m", &cookie) == LBER_ERROR) {
-        err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed cookie in a sync state control",
-                         col_ldap_url(s->c));
+        err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed cookie in a sync state control", url(s));
         goto cleanup;
     }
     dn = ldap_get_dn(ld, msg);
@@ -149,6 +155,16 @@ static cs_err *handle_entry(col_syncrepl *s, LDAPMessage *msg, col_change_cb cb,
             break;
         }
         ch.kind = COL_CHANGE_UPSERT;
+        if (s->n_bases > 0) {
+            bool in = false;
+            for (size_t i = 0; i < s->n_bases && !in; i++)
+                in = col_ldap_dn_is_under(col_object_dn(o), s->bases[i]);
+            if (!in) {
+                /* In the naming context but under none of the base DNs (never was, or moved out). */
+                ch.kind = COL_CHANGE_REMOVAL;
+                ch.reason = COL_REMOVAL_OUT_OF_SCOPE;
+            }
+        }
         break;
     case LDAP_SYNC_DELETE:
         ch.kind = COL_CHANGE_REMOVAL;
@@ -160,8 +176,8 @@ static cs_err *handle_entry(col_syncrepl *s, LDAPMessage *msg, col_change_cb cb,
         err = uuid_object(s, &uuid, dn, &o);
         break;
     default:
-        err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: unknown sync state %d for %s", col_ldap_url(s->c),
-                         (int)state, dn != NULL ? dn : "(no DN)");
+        err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: unknown sync state %d for %s", url(s), (int)state,
+                         dn != NULL ? dn : "(no DN)");
     }
     if (err == NULL && o != NULL) {
         ch.object = o;
@@ -199,8 +215,8 @@ static cs_err *handle_idset(col_syncrepl *s, BerElement *ber, col_change_cb cb, 
     while (uuids != NULL && uuids[count].bv_val != NULL && err == NULL) {
         col_object *o = NULL;
         if (count >= COL_SYNCREPL_MAX_IDSET) {
-            err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: syncIdSet with more than %d UUIDs",
-                             col_ldap_url(s->c), COL_SYNCREPL_MAX_IDSET);
+            err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: syncIdSet with more than %d UUIDs", url(s),
+                             COL_SYNCREPL_MAX_IDSET);
             break;
         }
         err = uuid_object(s, &uuids[count], NULL, &o);
@@ -220,18 +236,14 @@ static cs_err *handle_idset(col_syncrepl *s, BerElement *ber, col_change_cb cb, 
     return err;
 malformed:
     ber_bvarray_free(uuids);
-    return cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed syncIdSet message", col_ldap_url(s->c));
+    return cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed syncIdSet message", url(s));
 }
 
 static cs_err *handle_intermediate(col_syncrepl *s, LDAPMessage *msg, col_change_cb cb, void *ctx, size_t *n)
 {
     LDAP *ld = col_ldap_handle(s->c);
     char *oid = NULL;
-    struct berval *data = NULL, cookie = {0, NULL};
-    BerElement *ber = NULL;
-    ber_tag_t tag;
-    ber_len_t len;
-    ber_int_t done = 1;
+    struct berval *data = NULL;
     cs_err *err = NULL;
     int rc;
 
@@ -242,7 +254,24 @@ static cs_err *handle_intermediate(col_syncrepl *s, LDAPMessage *msg, col_change
     }
     if (oid == NULL || strcmp(oid, LDAP_SYNC_INFO) != 0 || data == NULL)
         goto cleanup; /* not ours: ignore */
-    ber = ber_init(data);
+    err = col_syncrepl_handle_info(s, data, cb, ctx, n);
+cleanup:
+    ber_memfree(oid);
+    ber_bvfree(data);
+    return err;
+}
+
+cs_err *col_syncrepl_handle_info(col_syncrepl *s, const struct berval *data, col_change_cb cb, void *ctx,
+                                 size_t *n)
+{
+    struct berval cookie = {0, NULL};
+    BerElement *ber = NULL;
+    ber_tag_t tag = LBER_DEFAULT;
+    ber_len_t len;
+    ber_int_t done = 1;
+    cs_err *err = NULL;
+
+    ber = ber_init((struct berval *)(uintptr_t)data); /* ber_init copies the value */
     if (ber == NULL) {
         err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory parsing a syncInfo message");
         goto cleanup;
@@ -283,13 +312,11 @@ static cs_err *handle_intermediate(col_syncrepl *s, LDAPMessage *msg, col_change
     }
     goto cleanup;
 malformed:
-    err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed syncInfo message (tag 0x%lx)",
-                     col_ldap_url(s->c), (unsigned long)tag);
+    err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed syncInfo message (tag 0x%lx)", url(s),
+                     (unsigned long)tag);
 cleanup:
     if (ber != NULL)
         ber_free(ber, 1);
-    ber_memfree(oid);
-    ber_bvfree(data);
     return err;
 }
 
@@ -312,7 +339,7 @@ static cs_err *handle_result(col_syncrepl *s, LDAPMessage *msg, col_change_cb cb
             CS_ERR_STATE, 0,
             "%s: syncrepl of %s: the server cannot resume from the cookie (e-syncRefreshRequired): a "
             "full resync without cookie is needed",
-            col_ldap_url(s->c), s->base);
+            url(s), s->base);
         goto cleanup;
     }
     if (result != LDAP_SUCCESS) {
@@ -326,7 +353,7 @@ static cs_err *handle_result(col_syncrepl *s, LDAPMessage *msg, col_change_cb cb
         ber_len_t len;
         if (ber == NULL || ber_scanf(ber, "{") == LBER_ERROR ||
             (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE && ber_scanf(ber, "m", &cookie) == LBER_ERROR))
-            err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed syncDone control", col_ldap_url(s->c));
+            err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed syncDone control", url(s));
         else
             err = new_cookie(s, &cookie, cb, ctx, n);
         if (ber != NULL)
@@ -446,8 +473,59 @@ void col_syncrepl_free(col_syncrepl *s)
     if (s->active)
         ldap_abandon_ext(col_ldap_handle(s->c), s->msgid, NULL, NULL);
     free(s->base);
+    for (size_t i = 0; i < s->n_bases; i++)
+        free(s->bases[i]);
+    free(s->bases);
     free(s->cookie);
     free(s);
+}
+
+cs_err *col_syncrepl_start_scoped(col_ldap *c, const char *const *base_dns, size_t n, const char *filter,
+                                  const void *cookie, size_t cookie_len, col_syncrepl **out)
+{
+    const char *nc;
+    cs_err *err;
+
+    *out = NULL;
+    if (n == 0)
+        return cs_err_new(CS_ERR_CONFIG, CS_ERR_F_FATAL, "syncrepl needs at least one ldap.base_dns");
+    if (n == 1)
+        return col_syncrepl_start(c, base_dns[0], filter, cookie, cookie_len, out);
+    nc = col_ldap_naming_context_of(c, base_dns[0]);
+    for (size_t i = 1; nc != NULL && i < n; i++) {
+        const char *other = col_ldap_naming_context_of(c, base_dns[i]);
+        if (other == NULL || strcmp(other, nc) != 0)
+            return cs_err_new(
+                CS_ERR_CONFIG, CS_ERR_F_FATAL,
+                "ldap.base_dns: %s and %s are not in one naming context of %s; syncrepl keeps one "
+                "cookie, so run one collector (source.id) per naming context",
+                base_dns[0], base_dns[i], col_ldap_url(c));
+    }
+    if (nc == NULL)
+        return cs_err_new(CS_ERR_CONFIG, CS_ERR_F_FATAL,
+                          "ldap.base_dns: %s is in none of the naming contexts of %s; fix the DN",
+                          base_dns[0], col_ldap_url(c));
+    err = col_syncrepl_start(c, nc, filter, cookie, cookie_len, out);
+    if (err != NULL)
+        return err;
+    (*out)->bases = calloc(n, sizeof *(*out)->bases);
+    for (size_t i = 0; (*out)->bases != NULL && i < n; i++) {
+        if (((*out)->bases[i] = strdup(base_dns[i])) == NULL)
+            break;
+        (*out)->n_bases = i + 1;
+    }
+    if ((*out)->n_bases != n) {
+        col_syncrepl_free(*out);
+        *out = NULL;
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory starting syncrepl");
+    }
+    return NULL;
+}
+
+cs_err *col_syncrepl_new_unconnected(col_syncrepl **out)
+{
+    *out = calloc(1, sizeof **out);
+    return *out != NULL ? NULL : cs_err_new(CS_ERR_NOMEM, 0, "out of memory");
 }
 
 cs_err *col_syncrepl_position(col_ldap *c, const char *base, void **cookie, size_t *cookie_len)

@@ -15,7 +15,7 @@
  *     announced since COL_CHANGE_REFRESH_BEGIN (sent at the first step) are gone;
  *   - every new cookie (in a state control, a syncInfo message or syncDone) -> COL_CHANGE_COOKIE, after
  *     the change it covers.
- * One search covers one base DN. An expired cookie (e-syncRefreshRequired, 4096) is a CS_ERR_STATE
+ * col_syncrepl_start() covers one base DN; col_syncrepl_start_scoped() several (see there). An expired cookie (e-syncRefreshRequired, 4096) is a CS_ERR_STATE
  * error: start again without a cookie and sweep.
  */
 #ifndef COL_SYNCREPL_H
@@ -43,6 +43,18 @@ cs_err *col_syncrepl_start(col_ldap *c, const char *base, const char *filter, co
                            size_t cookie_len, col_syncrepl **out);
 
 /*
+ * Several base DNs: ONE refreshAndPersist search of their common naming context, filtered on the client
+ * (chosen over one search per base because the checkpoint holds one syncrepl cookie, and because a move
+ * between two base DNs, or out of all of them, then arrives as one modify with the new DN: an entry under
+ * none of the base DNs becomes COL_CHANGE_REMOVAL (OUT_OF_SCOPE)). Costs the traffic of the entries of
+ * the naming context that match the filter outside the bases. Base DNs in different naming contexts are
+ * a CS_ERR_CONFIG (one collector per naming context). One base DN: same as col_syncrepl_start().
+ * Caller frees *out with col_syncrepl_free().
+ */
+cs_err *col_syncrepl_start_scoped(col_ldap *c, const char *const *base_dns, size_t n, const char *filter,
+                                  const void *cookie, size_t cookie_len, col_syncrepl **out);
+
+/*
  * Processes at most `max_messages` messages, waiting at most `wait_ms` for each (0: only what is already
  * there). *n_changes counts callbacks. *ended is set when the server ended the search (then the handle
  * is done; start a new one). Stops at the first callback error.
@@ -58,6 +70,17 @@ bool col_syncrepl_refreshed(const col_syncrepl *s);
 
 /* Abandons the search and frees; NULL is allowed. */
 void col_syncrepl_free(col_syncrepl *s);
+
+/*
+ * Handles one syncInfo intermediate value (RFC 4533 syncInfoValue, BER) exactly as col_syncrepl_step()
+ * does: newcookie, refreshDelete / refreshPresent (REFRESH_DONE, sweep for present), syncIdSet (PRESENT,
+ * or REMOVAL with refreshDeletes). Exposed so the parsing can be tested with hand-built BER.
+ */
+cs_err *col_syncrepl_handle_info(col_syncrepl *s, const struct berval *value, col_change_cb cb, void *ctx,
+                                 size_t *n_changes);
+
+/* For tests: a handle without a connection, to drive col_syncrepl_handle_info(). Free with col_syncrepl_free(). */
+cs_err *col_syncrepl_new_unconnected(col_syncrepl **out);
 
 /*
  * The current position without reading the directory: a refreshOnly search of `base` with scope base

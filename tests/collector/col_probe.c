@@ -5,7 +5,11 @@
  *   col_probe CONFIG position                      prints the incremental position (before a snapshot)
  *   col_probe CONFIG snapshot
  *   col_probe CONFIG syncrepl [COOKIE_HEX [MAX_SECONDS]]   streams until MAX_SECONDS (default 30) pass
- *   col_probe CONFIG dirsync [COOKIE_HEX]          one DirSync poll
+ *   col_probe CONFIG dirsync [COOKIE_HEX [FLAGS]]  one DirSync poll (FLAGS: DirSync flags, 1 = object security)
+ *   col_probe CONFIG usn [POSITION_HEX]            no position: take one ({"type":"position","cookie":...});
+ *                                                  else one uSNChanged poll; a position that cannot be
+ *                                                  resumed prints {"type":"resync","message":...} (exit 0)
+ *   col_probe CONFIG scope                         checks the scope (col_scope_check) and prints the filters
  *
  * Prints one JSON line per object, removal, presence notice and cookie, flushed at once so a test can
  * await a line instead of sleeping:
@@ -26,7 +30,9 @@
 #include "col_event_build.h"
 #include "col_ldap.h"
 #include "col_snapshot.h"
+#include "col_scope.h"
 #include "col_syncrepl.h"
+#include "col_usn.h"
 #include "cs_buf.h"
 #include "cs_event.h"
 #include "cs_log.h"
@@ -161,7 +167,7 @@ int main(int argc, char **argv)
     probe p = {0};
     cs_err *err = NULL;
     col_ldap_mode mode = COL_LDAP_MODE_AUTO;
-    const char *filter;
+    char *filter = NULL;
     unsigned char *cookie = NULL;
     size_t cookie_len = 0;
     int rc = 1;
@@ -169,7 +175,8 @@ int main(int argc, char **argv)
     if (argc < 3) {
         fprintf(
             stderr,
-            "usage: col_probe CONFIG info|position|snapshot|syncrepl [COOKIE [SECONDS]]|dirsync [COOKIE]\n");
+            "usage: col_probe CONFIG info|position|snapshot|syncrepl [COOKIE [SECONDS]]|dirsync [COOKIE]|usn "
+            "[POSITION]|scope\n");
         return 2;
     }
     cs_log_set_output(stderr); /* stdout carries only the probe's lines */
@@ -180,7 +187,10 @@ int main(int argc, char **argv)
         err = col_ldap_pick_mode(p.c, cfg->ldap_mode, &mode);
     if (err != NULL)
         goto cleanup;
-    filter = col_config_filter(cfg, col_ldap_kind(p.c) == COL_DIR_AD);
+    err = col_scope_filter(col_config_filter(cfg, col_ldap_kind(p.c) == COL_DIR_AD), cfg->ldap_group_dn,
+                           &filter);
+    if (err != NULL)
+        goto cleanup;
     p.src = (col_source_info){.source_id = cfg->source_id,
                               .site = cfg->source_site,
                               .server = col_ldap_server(p.c),
@@ -234,7 +244,8 @@ int main(int argc, char **argv)
         long long max_s = argc > 4 ? atoll(argv[4]) : 30;
         int64_t end = now_ms() + max_s * 1000;
         bool ended = false;
-        err = col_syncrepl_start(p.c, cfg->ldap_base_dns[0], filter, cookie, cookie_len, &s);
+        err = col_syncrepl_start_scoped(p.c, cfg->ldap_base_dns, cfg->ldap_base_dn_count, filter, cookie,
+                                        cookie_len, &s);
         while (err == NULL && !ended && now_ms() < end) {
             size_t n = 0;
             err = col_syncrepl_step(s, 200, 100, on_change, &p, &n, &ended);
@@ -243,12 +254,62 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[2], "dirsync") == 0) {
         col_dirsync *d = NULL;
         size_t n = 0;
-        err = col_dirsync_new(p.c, col_ldap_default_naming_context(p.c), filter, 0, cookie, cookie_len, &d);
+        int flags = argc > 4 ? atoi(argv[4]) : 0;
+        err =
+            col_dirsync_new(p.c, col_ldap_default_naming_context(p.c), filter, flags, cookie, cookie_len, &d);
         if (err == NULL)
             err = col_dirsync_poll(d, cfg->ldap_base_dns, cfg->ldap_base_dn_count, on_change, &p, &n);
         if (err == NULL)
             printf("{\"type\":\"poll_done\",\"changes\":%zu}\n", n);
         col_dirsync_free(d);
+    } else if (strcmp(argv[2], "usn") == 0) {
+        col_usn *u = NULL;
+        col_usn_position from;
+        size_t n = 0;
+        bool resync = false;
+        p.src.mode = COL_LDAP_MODE_USN;
+        if (cookie != NULL)
+            err = col_usn_position_decode(cookie, cookie_len, &from);
+        if (err == NULL)
+            err = col_usn_new(p.c, filter, cfg->ldap_base_dns, cfg->ldap_base_dn_count,
+                              cookie != NULL ? &from : NULL, &u);
+        if (err == NULL && cookie == NULL) {
+            unsigned char enc[COL_USN_POSITION_MAX_ENCODED];
+            err = col_usn_skip_to_end(u);
+            if (err == NULL)
+                print_cookie(enc, col_usn_position_encode(col_usn_get_position(u), enc));
+        } else if (err == NULL) {
+            err = col_usn_poll(u, on_change, &p, &n, &resync);
+            if (err != NULL && resync) {
+                cs_buf b;
+                cs_buf_init(&b, 1u << 16);
+                cs_buf_add_json_string(&b, cs_err_message(err));
+                printf("{\"type\":\"resync\",\"message\":%s}\n", cs_buf_str(&b));
+                cs_buf_free(&b);
+                cs_err_free(err);
+                err = NULL;
+            } else if (err == NULL) {
+                printf("{\"type\":\"poll_done\",\"changes\":%zu}\n", n);
+            }
+        }
+        col_usn_free(u);
+    } else if (strcmp(argv[2], "scope") == 0) {
+        char *tracking = NULL;
+        err = col_scope_check(p.c, cfg);
+        if (err == NULL)
+            err = col_scope_tracking_filter(filter, &tracking);
+        if (err == NULL) {
+            cs_buf b;
+            cs_buf_init(&b, 1u << 16);
+            cs_buf_add_str(&b, "{\"type\":\"scope\",\"filter\":");
+            cs_buf_add_json_string(&b, filter);
+            cs_buf_add_str(&b, ",\"tracking_filter\":");
+            cs_buf_add_json_string(&b, tracking);
+            cs_buf_add_str(&b, "}");
+            printf("%s\n", cs_buf_str(&b));
+            cs_buf_free(&b);
+        }
+        free(tracking);
     } else {
         err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "unknown command '%s'", argv[2]);
     }
@@ -265,6 +326,7 @@ cleanup:
         rc = 0;
     }
     free(cookie);
+    free(filter);
     col_ldap_free(p.c);
     col_config_free(cfg);
     return rc;

@@ -58,6 +58,8 @@ const char *col_index_verdict_name(col_index_verdict v)
         return "duplicate";
     case COL_INDEX_STALE:
         return "stale";
+    case COL_INDEX_UNKNOWN_REMOVAL:
+        return "unknown_removal";
     }
     return "unknown";
 }
@@ -250,8 +252,11 @@ cs_err *col_index_judge(const col_index *idx, const char *key, const Certsync__V
     if ((err = parse_sha(content_sha256, sha)))
         return cs_err_wrap(err, "event %s", key);
     const entry *e = find(idx, key);
-    if (!e)
+    if (!e) {
+        if (ev->kind == CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_REMOVAL)
+            *out = COL_INDEX_UNKNOWN_REMOVAL;
         return NULL;
+    }
     known = certsync__v1__version__unpack(NULL, e->version_len, e->version);
     if (!known)
         return cs_err_new(CS_ERR_INTERNAL, 0, "index entry %s: stored version does not unpack", key);

@@ -48,6 +48,9 @@ typedef enum col_index_verdict {
     COL_INDEX_DIVERGED,
     COL_INDEX_DUPLICATE,
     COL_INDEX_STALE,
+    /* A removal of an object this source never emitted (a tombstone of a user that never matched the
+     * filter, an object outside the base DNs): nothing downstream knows it, so there is nothing to clear. */
+    COL_INDEX_UNKNOWN_REMOVAL,
 } col_index_verdict;
 
 /* A read-only view of one entry. `version` is owned by the index, valid until the next change to it. */

@@ -588,6 +588,10 @@ cs_err *col_pipeline_submit(col_pipeline *p, const Certsync__V1__ChangeEvent *ev
         col_index_sweep_mark(p->idx, key);
     if ((err = col_index_judge(p->idx, key, ev, sha, &verdict)))
         goto cleanup;
+    if (verdict == COL_INDEX_UNKNOWN_REMOVAL) {
+        cs_log_kv(CS_LOG_DEBUG, FACILITY, "removal dropped: the object was never emitted", "key", key, NULL);
+        goto cleanup;
+    }
     if (verdict == COL_INDEX_DUPLICATE) {
         p->st.duplicates_skipped++;
         cs_metrics_counter_inc(p->m_dups);

@@ -77,6 +77,9 @@ static void verdicts(void **state)
     test_ev a, b;
     must(col_index_new("src1", &idx));
 
+    /* A removal of an object never emitted: nothing to clear downstream. */
+    make_ev(&a, "o1", "20240101000000.000001Z#000000#000#000000", NULL, true);
+    assert_int_equal(judge(idx, "src1/o1", &a), COL_INDEX_UNKNOWN_REMOVAL);
     make_ev(&a, "o1", "20240101000000.000001Z#000000#000#000000", "certA", false);
     assert_int_equal(judge(idx, "src1/o1", &a), COL_INDEX_NEW);
     must(col_index_put(idx, "src1/o1", &a.ev, a.sha, false));

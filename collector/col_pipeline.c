@@ -1126,3 +1126,53 @@ cs_err *col_pipeline_close(col_pipeline *p, bool commit)
     pipeline_free(p);
     return err;
 }
+
+/* ---- for trackers that name objects by id only (syncrepl delete / present) --------------------------- */
+
+cs_err *col_pipeline_last_version(const col_pipeline *p, const char *object_id, Certsync__V1__Version **out)
+{
+    char *key = NULL;
+    col_index_entry e;
+    cs_err *err = NULL;
+
+    *out = NULL;
+    if ((err = cs_event_key(p->source_id, object_id, &key)))
+        return err;
+    if (col_index_lookup(p->idx, key, &e) && !e.removed) {
+        *out = certsync__v1__version__unpack(NULL, e.version_len, e.version);
+        if (*out == NULL)
+            err = cs_err_new(CS_ERR_INTERNAL, 0, "index entry %s: version does not unpack", key);
+    }
+    free(key);
+    return err;
+}
+
+void col_pipeline_sweep_mark(col_pipeline *p, const char *object_id)
+{
+    char *key = NULL;
+    cs_err *err = NULL;
+
+    if (!col_index_sweep_open(p->idx))
+        return;
+    err = cs_event_key(p->source_id, object_id, &key);
+    if (err == NULL)
+        col_index_sweep_mark(p->idx, key);
+    cs_err_free(err); /* an id that makes no key was never emitted: nothing to mark */
+    free(key);
+}
+
+bool col_pipeline_sweep_open(const col_pipeline *p)
+{
+    return col_index_sweep_open(p->idx);
+}
+
+void col_pipeline_sweep_cancel(col_pipeline *p)
+{
+    char **keys = NULL;
+    size_t n = 0;
+
+    if (!col_index_sweep_open(p->idx))
+        return;
+    cs_err_free(col_index_sweep_end(p->idx, &keys, &n));
+    col_index_keys_free(keys, n);
+}

@@ -131,6 +131,24 @@ cs_err *col_pipeline_sweep_begin(col_pipeline *p);
 cs_err *col_pipeline_sweep_end(col_pipeline *p, const Certsync__V1__Source *source,
                                const Certsync__V1__AttributeStamp *lifecycle, size_t *n_removed);
 
+/*
+ * The version last emitted (or submitted) for `object_id` of this source while the object is not removed;
+ * *out is NULL when the object is unknown or already removed. For removals that arrive as an id only
+ * (syncrepl delete): their version is this one with a newer lifecycle stamp. Caller frees *out with
+ * certsync__v1__version__free_unpacked(*out, NULL).
+ */
+cs_err *col_pipeline_last_version(const col_pipeline *p, const char *object_id, Certsync__V1__Version **out);
+
+/* Marks `object_id` present in the open sweep (syncrepl present notices carry only an id). No-op without
+ * an open sweep. */
+void col_pipeline_sweep_mark(col_pipeline *p, const char *object_id);
+
+/* True while a removal sweep is open. */
+bool col_pipeline_sweep_open(const col_pipeline *p);
+
+/* Closes an open sweep without any removal (the refresh turned out not to be a present phase). */
+void col_pipeline_sweep_cancel(col_pipeline *p);
+
 /* Starts a new mass-removal guard window (call at the start of each pass). */
 void col_pipeline_guard_window_reset(col_pipeline *p);
 

@@ -12,6 +12,8 @@
 #       The log is DIR/slapd.log (level from CS_SLAPD_LOGLEVEL, default "stats").
 #   slapd.sh stop DIR
 #       SIGINT to the PID in DIR/pid (slapd's clean shutdown), waits, fails if it is still there.
+#   slapd.sh restart DIR
+#       stop, then start again on the same ports with the same config and database.
 #
 # Never touches /etc/ldap, the system slapd or port 389: everything lives in DIR.
 set -euo pipefail
@@ -234,6 +236,26 @@ cmd_stop() {
   echo "slapd: pid $pid stopped"
 }
 
+# restart DIR: stops slapd and starts it again on the same ports, config and database (the directory
+# restart tests need the same URL and data). Updates DIR/pid and SLAPD_PID in DIR/env.
+cmd_restart() {
+  local d=$1 pid urls port
+  d=$(cd "$d" && pwd)
+  [ -f "$d/env" ] || cs_die "no $d/env: start slapd with 'slapd.sh start $d' first"
+  # shellcheck disable=SC1091
+  . "$d/env"
+  [ -f "$d/pid" ] && cmd_stop "$d"
+  urls="$SLAPD_URL/${SLAPD_LDAPS_URL:+ $SLAPD_LDAPS_URL/}"
+  port=${SLAPD_URL##*:}
+  setsid /usr/sbin/slapd -d "${CS_SLAPD_LOGLEVEL:-stats}" -h "$urls" -F "$d/slapd.d" \
+    </dev/null >>"$d/slapd.log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$d/pid"
+  cs_wait_port 127.0.0.1 "$port" 20 "$pid" || cs_die "slapd did not listen again on 127.0.0.1:$port"
+  sed -i "s/^SLAPD_PID=.*/SLAPD_PID=$pid/" "$d/env"
+  echo "slapd: restarted as pid $pid on $SLAPD_URL"
+}
+
 [ $# -ge 2 ] || usage
 case $1 in
   start)
@@ -241,5 +263,6 @@ case $1 in
     cmd_start "$@"
     ;;
   stop) cmd_stop "$2" ;;
+  restart) cmd_restart "$2" ;;
   *) usage ;;
 esac

@@ -1,0 +1,1000 @@
+/* timegm() (not in POSIX 2008) turns an entryCSN's UTC time into the lag metric. */
+#define _DEFAULT_SOURCE
+
+#include "col_service.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "col_dirsync.h"
+#include "col_event_build.h"
+#include "col_ldap.h"
+#include "col_pipeline.h"
+#include "col_snapshot.h"
+#include "col_syncrepl.h"
+#include "cs_admin.h"
+#include "cs_event.h"
+#include "cs_kafka_producer.h"
+#include "cs_log.h"
+#include "cs_metrics.h"
+
+#ifndef CS_PROGRAM_VERSION
+#define CS_PROGRAM_VERSION "unknown"
+#endif
+
+#define FACILITY "service"
+/* entryCSN: YYYYmmddHHMMSS.ffffffZ#cccccc#sid#mod (40 bytes); room for what gcc deems possible. */
+#define CSN_LEN 160
+
+/* Why a tracking step stopped: decides what the loop does next. */
+typedef enum stop_cause {
+    CAUSE_NONE = 0,
+    CAUSE_STOP,      /* the stop flag */
+    CAUSE_ONCE_DONE, /* --once caught up */
+} stop_cause;
+
+typedef struct svc {
+    const col_config *cfg;
+    const col_service_opts *o;
+    cs_metrics *metrics;
+    cs_admin *admin;
+    col_pipeline *pipe;
+    col_ldap *ldap;
+    col_ldap_mode mode;
+    const char *filter;
+    const char *nc_root; /* DirSync's base: the naming context of base_dns[0]; owned by ldap */
+    col_source_info src;
+    col_syncrepl *sync;
+    col_dirsync *ds;
+    char scope_sha[CS_SHA256_HEX_LEN];
+
+    /* The position last handed to the pipeline (a syncrepl or DirSync cookie). */
+    unsigned char *cookie;
+    size_t cookie_len;
+    bool snapshot_complete;
+    Certsync__V1__EmitReason emit_reason; /* for upserts: snapshot, resync or change */
+
+    /* syncrepl: removals that carry only an id wait for the cookie that covers them (its CSN is newer than
+       the deleted entry's, so the removal's lifecycle stamp orders after every earlier state). */
+    char **pending_rm;
+    size_t n_pending_rm;
+    bool sweep_due; /* a present phase ended: sweep at the next cookie */
+
+    bool kafka_failed; /* the last error came from the pipeline, not the directory */
+    bool interrupted;  /* the stop flag cut a snapshot short */
+    atomic_bool live, ready;
+
+    cs_counter *m_reconnects;
+    cs_counter *m_upserts, *m_removals;
+    cs_metric *f_problems;
+    cs_metric *f_full;
+    cs_gauge *m_last_commit;
+    cs_gauge *m_lag;
+} svc;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool stopping(const svc *s)
+{
+    return *s->o->stop_flag != 0;
+}
+
+/* Waits up to `ms`, in slices so the stop flag is seen within 100 ms, keeping the batch timer served. */
+static cs_err *idle_wait(svc *s, long long ms)
+{
+    int64_t end = now_ms() + ms;
+    while (!stopping(s)) {
+        int64_t left = end - now_ms();
+        if (left <= 0)
+            break;
+        long long slice = left < 100 ? left : 100;
+        long long due = s->pipe ? col_pipeline_next_due_ms(s->pipe) : -1;
+        if (due >= 0 && due < slice)
+            slice = due;
+        struct timespec ts = {.tv_sec = (time_t)(slice / 1000), .tv_nsec = (long)(slice % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (s->pipe) {
+            cs_err *err = col_pipeline_poll(s->pipe);
+            if (err) {
+                s->kafka_failed = true;
+                return err;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ---- metrics and admin ----------------------------------------------------------------------------- */
+
+static cs_err *check_live(void *arg)
+{
+    svc *s = arg;
+    return atomic_load(&s->live) ? NULL : cs_err_new(CS_ERR_STATE, 0, "the service loop is not running");
+}
+
+static cs_err *check_ready(void *arg)
+{
+    svc *s = arg;
+    return atomic_load(&s->ready)
+               ? NULL
+               : cs_err_new(CS_ERR_STATE, 0, "checkpoint not loaded or tracking not running");
+}
+
+static cs_err *register_one(svc *s, cs_metric_type type, const char *name, const char *help,
+                            const char *const *labels, cs_metric **out)
+{
+    return cs_metrics_register(
+        s->metrics, &(cs_metric_def){.type = type, .name = name, .help = help, .labels = labels}, out);
+}
+
+static cs_err *setup_metrics(svc *s)
+{
+    static const char *const l_src[] = {"source", NULL};
+    static const char *const l_kind[] = {"source", "kind", NULL};
+    static const char *const l_problem[] = {"source", "problem", NULL};
+    static const char *const l_reason[] = {"source", "reason", NULL};
+    const char *id = s->cfg->source_id;
+    cs_metric *f = NULL;
+    cs_err *err = NULL;
+
+    if ((err = cs_metrics_new(&s->metrics)) ||
+        (err = cs_metrics_register_process(s->metrics, CS_PROGRAM_VERSION)))
+        return err;
+    if ((err = register_one(s, CS_METRIC_COUNTER, "certsync_collector_directory_reconnects_total",
+                            "Reconnects to the directory after a failure.", l_src, &f)))
+        return err;
+    s->m_reconnects = cs_metrics_counter_with(f, id);
+    if ((err = register_one(s, CS_METRIC_COUNTER, "certsync_collector_directory_events_total",
+                            "Changes read from the directory and handed to the pipeline, by kind.", l_kind,
+                            &f)))
+        return err;
+    s->m_upserts = cs_metrics_counter_with(f, id, "upsert");
+    s->m_removals = cs_metrics_counter_with(f, id, "removal");
+    if ((err = register_one(s, CS_METRIC_COUNTER, "certsync_collector_parse_problems_total",
+                            "Certificate value problems found while building events, by kind.", l_problem,
+                            &s->f_problems)))
+        return err;
+    if ((err = register_one(s, CS_METRIC_COUNTER, "certsync_collector_full_syncs_total",
+                            "Full passes over the directory (snapshot or resync), by reason.", l_reason,
+                            &s->f_full)))
+        return err;
+    if ((err = register_one(s, CS_METRIC_GAUGE, "certsync_collector_last_commit_timestamp_seconds",
+                            "Unix time of the last committed checkpoint.", l_src, &f)))
+        return err;
+    s->m_last_commit = cs_metrics_gauge_with(f, id);
+    if ((err = register_one(
+             s, CS_METRIC_GAUGE, "certsync_collector_directory_lag_seconds",
+             "Seconds between a change in the directory and the collector reading it (last change).", l_src,
+             &f)))
+        return err;
+    s->m_lag = cs_metrics_gauge_with(f, id);
+    return NULL;
+}
+
+static void update_commit_gauge(svc *s)
+{
+    const Certsync__V1__CollectorCheckpoint *cp = col_pipeline_checkpoint(s->pipe);
+    if (cp && cp->has_committed_at_ms)
+        cs_metrics_gauge_set(s->m_last_commit, (double)cp->committed_at_ms / 1000.0);
+}
+
+static void count_problems(svc *s, Certsync__V1__CertificateValue **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < v[i]->n_problems; j++) {
+            const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
+                &certsync__v1__cert_problem__descriptor, (int)v[i]->problems[j]);
+            cs_metrics_counter_inc(
+                cs_metrics_counter_with(s->f_problems, s->cfg->source_id, ev ? ev->name : "unknown"));
+        }
+        for (size_t k = 0; k < v[i]->n_certificates; k++) {
+            const Certsync__V1__CertificateSummary *c = v[i]->certificates[k];
+            for (size_t j = 0; j < c->n_problems; j++) {
+                const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
+                    &certsync__v1__cert_problem__descriptor, (int)c->problems[j]);
+                cs_metrics_counter_inc(
+                    cs_metrics_counter_with(s->f_problems, s->cfg->source_id, ev ? ev->name : "unknown"));
+            }
+        }
+    }
+}
+
+/* ---- positions ------------------------------------------------------------------------------------- */
+
+static void scope_hash(const col_config *cfg, char out[CS_SHA256_HEX_LEN])
+{
+    cs_buf b;
+    cs_buf_init(&b, 1u << 20);
+    for (size_t i = 0; i < cfg->ldap_base_dn_count; i++) {
+        cs_buf_add_str(&b, cfg->ldap_base_dns[i]);
+        cs_buf_add_str(&b, "\n");
+    }
+    cs_buf_printf(&b, "filter=%s\ngroup=%s\n", cfg->ldap_filter ? cfg->ldap_filter : "",
+                  cfg->ldap_group_dn ? cfg->ldap_group_dn : "");
+    cs_sha256_hex(cs_buf_str(&b), strlen(cs_buf_str(&b)), out);
+    cs_buf_free(&b);
+}
+
+static Certsync__V1__TrackingMode mode_proto(col_ldap_mode m)
+{
+    switch (m) {
+    case COL_LDAP_MODE_DIRSYNC:
+        return CERTSYNC__V1__TRACKING_MODE__TRACKING_MODE_DIRSYNC;
+    case COL_LDAP_MODE_USN:
+        return CERTSYNC__V1__TRACKING_MODE__TRACKING_MODE_USN;
+    case COL_LDAP_MODE_SYNCREPL:
+        return CERTSYNC__V1__TRACKING_MODE__TRACKING_MODE_SYNCREPL;
+    default:
+        return CERTSYNC__V1__TRACKING_MODE__TRACKING_MODE_UNSPECIFIED;
+    }
+}
+
+static cs_err *keep_cookie(svc *s, const void *ck, size_t len)
+{
+    unsigned char *c = malloc(len + 1);
+    if (c == NULL)
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory keeping a %zu-byte cookie", len);
+    if (len > 0)
+        memcpy(c, ck, len);
+    free(s->cookie);
+    s->cookie = c;
+    s->cookie_len = len;
+    return NULL;
+}
+
+/* Hands the current position to the pipeline: it is written with the next commit. */
+static cs_err *set_position(svc *s)
+{
+    Certsync__V1__CollectorCheckpoint cp = CERTSYNC__V1__COLLECTOR_CHECKPOINT__INIT;
+    cp.has_mode = 1;
+    cp.mode = mode_proto(s->mode);
+    cp.server = (char *)(uintptr_t)col_ldap_server(s->ldap);
+    ProtobufCBinaryData bin = {.len = s->cookie_len, .data = s->cookie};
+    if (s->mode == COL_LDAP_MODE_DIRSYNC) {
+        cp.has_dirsync_cookie = 1;
+        cp.dirsync_cookie = bin;
+    } else {
+        cp.has_syncrepl_cookie = 1;
+        cp.syncrepl_cookie = bin;
+    }
+    cp.has_snapshot_complete = 1;
+    cp.snapshot_complete = s->snapshot_complete;
+    cp.scope_sha256 = s->scope_sha;
+    cs_err *err = col_pipeline_set_position(s->pipe, &cp);
+    if (err)
+        s->kafka_failed = true;
+    return err;
+}
+
+/* The newest CSN in a syncrepl cookie ("rid=000,csn=A;B"), or "" when it has none. */
+static void cookie_csn(const unsigned char *ck, size_t len, char out[CSN_LEN])
+{
+    char buf[4096];
+    out[0] = '\0';
+    if (ck == NULL || len == 0)
+        return;
+    size_t n = len < sizeof(buf) - 1 ? len : sizeof(buf) - 1;
+    memcpy(buf, ck, n);
+    buf[n] = '\0';
+    const char *p = strstr(buf, "csn=");
+    if (p == NULL)
+        return;
+    p += 4;
+    while (*p) {
+        size_t l = strcspn(p, ";,");
+        if (l > 0 && l < CSN_LEN && strncmp(p, out, l) > 0) {
+            memcpy(out, p, l);
+            out[l] = '\0';
+        }
+        p += l;
+        if (*p != ';')
+            break;
+        p++;
+    }
+}
+
+/* A CSN for "now" in slapd's format; newer than any entryCSN made before it on a synchronised clock. */
+static void now_csn(char out[CSN_LEN])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(out, CSN_LEN, "%04d%02d%02d%02d%02d%02d.%06ldZ#000000#000#000000", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
+}
+
+/* The lifecycle stamp of removals the collector infers (sweeps, id-only deletes). */
+static void inferred_stamp(svc *s, const char *csn, Certsync__V1__AttributeStamp *st, char buf[CSN_LEN])
+{
+    certsync__v1__attribute_stamp__init(st);
+    if (s->mode == COL_LDAP_MODE_SYNCREPL) {
+        char now[CSN_LEN];
+        now_csn(now);
+        snprintf(buf, CSN_LEN, "%s", (csn && strcmp(csn, now) > 0) ? csn : now);
+        st->csn = buf;
+    } else {
+        /* AD stamps compare by version first; the real stamp of an absent object is unknown, so the
+           inferred one must be above any plausible version. */
+        st->has_version = st->has_originating_time = 1;
+        st->version = 0x40000000u;
+        st->originating_time = now_ms() / 1000;
+    }
+}
+
+static void set_lag_from_csn(svc *s, const char *csn)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (csn == NULL || sscanf(csn, "%4d%2d%2d%2d%2d%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                              &tm.tm_min, &tm.tm_sec) != 6)
+        return;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    double lag = (double)now_ms() / 1000.0 - (double)timegm(&tm);
+    cs_metrics_gauge_set(s->m_lag, lag < 0 ? 0 : lag);
+}
+
+static void set_lag_from_stamps(svc *s, const col_object *o)
+{
+    int64_t t = 0;
+    for (int k = COL_STAMP_USER_CERTIFICATE; k <= COL_STAMP_LIFECYCLE; k++) {
+        const col_stamp *st = col_object_stamp(o, (col_stamp_kind)k);
+        if (st->present && st->originating_time > t)
+            t = st->originating_time;
+    }
+    if (t > 0) {
+        double lag = (double)now_ms() / 1000.0 - (double)t;
+        cs_metrics_gauge_set(s->m_lag, lag < 0 ? 0 : lag);
+    }
+}
+
+/* ---- changes into events --------------------------------------------------------------------------- */
+
+static cs_err *submit(svc *s, const Certsync__V1__ChangeEvent *ev)
+{
+    cs_err *err = col_pipeline_submit(s->pipe, ev);
+    if (err)
+        s->kafka_failed = true;
+    return err;
+}
+
+static cs_err *submit_object(svc *s, const col_change *ch)
+{
+    bool up = ch->kind == COL_CHANGE_UPSERT;
+    col_source_info src = s->src;
+    Certsync__V1__ChangeEvent *ev = NULL;
+    const col_object *o = ch->object;
+    cs_err *err = NULL;
+
+    if (col_object_dn(o) != NULL)
+        src.naming_context = col_ldap_naming_context_of(s->ldap, col_object_dn(o));
+    err = col_event_build(
+        o, &src,
+        up ? CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_UPSERT : CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_REMOVAL,
+        ch->reason == COL_REMOVAL_OUT_OF_SCOPE ? CERTSYNC__V1__REMOVAL_REASON__REMOVAL_REASON_OUT_OF_SCOPE
+                                               : CERTSYNC__V1__REMOVAL_REASON__REMOVAL_REASON_DELETED,
+        up ? s->emit_reason : CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE, now_ms(), &ev);
+    if (err)
+        return err;
+    if (up) {
+        count_problems(s, ev->user_certificate, ev->n_user_certificate);
+        count_problems(s, ev->user_smime_certificate, ev->n_user_smime_certificate);
+    }
+    if (s->emit_reason == CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE) {
+        if (col_object_entry_csn(o))
+            set_lag_from_csn(s, col_object_entry_csn(o));
+        else
+            set_lag_from_stamps(s, o);
+    }
+    cs_metrics_counter_inc(up ? s->m_upserts : s->m_removals);
+    err = submit(s, ev);
+    col_event_free(ev);
+    return err;
+}
+
+/* An id-only removal: the last emitted version with the inferred lifecycle stamp. */
+static cs_err *submit_id_removal(svc *s, const char *object_id, const char *csn)
+{
+    Certsync__V1__Version *last = NULL;
+    char buf[CSN_LEN];
+    cs_err *err = col_pipeline_last_version(s->pipe, object_id, &last);
+    if (err || last == NULL)
+        return err; /* never emitted or already removed: nothing to take back */
+    Certsync__V1__AttributeStamp st;
+    inferred_stamp(s, csn, &st, buf);
+    Certsync__V1__Version ver = *last;
+    ver.lifecycle = &st;
+    Certsync__V1__Source src = CERTSYNC__V1__SOURCE__INIT;
+    src.source_id = (char *)(uintptr_t)s->cfg->source_id;
+    src.site = (char *)(uintptr_t)s->cfg->source_site;
+    src.server = (char *)(uintptr_t)col_ldap_server(s->ldap);
+    src.has_mode = 1;
+    src.mode = mode_proto(s->mode);
+    Certsync__V1__Identity id = CERTSYNC__V1__IDENTITY__INIT;
+    id.object_id = (char *)(uintptr_t)object_id;
+    Certsync__V1__ChangeEvent ev = CERTSYNC__V1__CHANGE_EVENT__INIT;
+    ev.has_kind = ev.has_removal_reason = ev.has_emit_reason = ev.has_observed_at_ms = 1;
+    ev.kind = CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_REMOVAL;
+    ev.removal_reason = CERTSYNC__V1__REMOVAL_REASON__REMOVAL_REASON_DELETED;
+    ev.emit_reason = CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE;
+    ev.observed_at_ms = now_ms();
+    ev.source = &src;
+    ev.identity = &id;
+    ev.version = &ver;
+    cs_metrics_counter_inc(s->m_removals);
+    err = submit(s, &ev);
+    certsync__v1__version__free_unpacked(last, NULL);
+    return err;
+}
+
+static void pending_clear(svc *s)
+{
+    for (size_t i = 0; i < s->n_pending_rm; i++)
+        free(s->pending_rm[i]);
+    free(s->pending_rm);
+    s->pending_rm = NULL;
+    s->n_pending_rm = 0;
+    s->sweep_due = false;
+}
+
+/* Submits what waited for a cookie: id-only removals and a present-phase sweep, stamped with `csn`. */
+static cs_err *settle_pending(svc *s, const char *csn)
+{
+    cs_err *err = NULL;
+    for (size_t i = 0; err == NULL && i < s->n_pending_rm; i++)
+        err = submit_id_removal(s, s->pending_rm[i], csn);
+    if (err == NULL && s->sweep_due && col_pipeline_sweep_open(s->pipe)) {
+        Certsync__V1__AttributeStamp st;
+        char buf[CSN_LEN];
+        size_t n = 0;
+        inferred_stamp(s, csn, &st, buf);
+        err = col_pipeline_sweep_end(s->pipe, NULL, &st, &n);
+        if (err)
+            s->kafka_failed = true;
+        else
+            cs_log(CS_LOG_INFO, FACILITY, "present phase ended: %zu objects absent, removed", n);
+    }
+    if (err == NULL)
+        pending_clear(s);
+    return err;
+}
+
+static cs_err *queue_id_removal(svc *s, const char *id)
+{
+    if (s->n_pending_rm >= COL_SERVICE_MAX_PENDING_REMOVALS) {
+        char csn[CSN_LEN];
+        cookie_csn(s->cookie, s->cookie_len, csn);
+        cs_err *err = settle_pending(s, csn);
+        if (err)
+            return err;
+    }
+    char **n = realloc(s->pending_rm, (s->n_pending_rm + 1) * sizeof *n);
+    if (n == NULL)
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory queueing a removal");
+    s->pending_rm = n;
+    if ((n[s->n_pending_rm] = strdup(id)) == NULL)
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory queueing a removal");
+    s->n_pending_rm++;
+    return NULL;
+}
+
+static cs_err *on_change(void *ctx, const col_change *ch)
+{
+    svc *s = ctx;
+    cs_err *err = NULL;
+    const col_object *o = ch->object;
+
+    switch (ch->kind) {
+    case COL_CHANGE_UPSERT:
+        if (stopping(s) && s->emit_reason != CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE) {
+            s->interrupted = true;
+            return cs_err_new(CS_ERR_STATE, 0, "stopping: snapshot interrupted");
+        }
+        return submit_object(s, ch);
+    case COL_CHANGE_REMOVAL:
+        /* syncrepl sends deletes (and entries leaving scope) as a DN and syncUUID without attributes, and a
+           vanished AD tombstone has no metadata either: no stamp orders the removal yet. */
+        if (col_object_entry_csn(o) == NULL && !col_object_stamp(o, COL_STAMP_LIFECYCLE)->present)
+            return queue_id_removal(s, col_object_id(o));
+        return submit_object(s, ch);
+    case COL_CHANGE_PRESENT:
+        col_pipeline_sweep_mark(s->pipe, col_object_id(o));
+        return NULL;
+    case COL_CHANGE_COOKIE: {
+        char csn[CSN_LEN];
+        cookie_csn(ch->cookie, ch->cookie_len, csn);
+        if ((err = settle_pending(s, csn)))
+            return err;
+        if ((err = keep_cookie(s, ch->cookie, ch->cookie_len)))
+            return err;
+        if (s->emit_reason != CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE)
+            return NULL; /* the snapshot's position is set when the snapshot completes */
+        return set_position(s);
+    }
+    case COL_CHANGE_REFRESH_BEGIN:
+        if (!col_pipeline_sweep_open(s->pipe)) {
+            err = col_pipeline_sweep_begin(s->pipe);
+            if (err)
+                s->kafka_failed = true;
+        }
+        return err;
+    case COL_CHANGE_REFRESH_DONE:
+        if (ch->sweep)
+            s->sweep_due = true;
+        else if (!s->sweep_due)
+            col_pipeline_sweep_cancel(s->pipe);
+        return NULL;
+    }
+    return NULL;
+}
+
+/* ---- the full pass --------------------------------------------------------------------------------- */
+
+static cs_err *take_position(svc *s)
+{
+    cs_err *err = NULL;
+    if (s->mode == COL_LDAP_MODE_SYNCREPL) {
+        void *ck = NULL;
+        size_t n = 0;
+        err = col_syncrepl_position(s->ldap, s->cfg->ldap_base_dns[0], &ck, &n);
+        if (err == NULL)
+            err = keep_cookie(s, ck, n);
+        free(ck);
+        return err;
+    }
+    col_dirsync_free(s->ds);
+    s->ds = NULL;
+    err = col_dirsync_new(s->ldap, s->nc_root, s->filter, 0, NULL, 0, &s->ds);
+    if (err == NULL)
+        err = col_dirsync_skip_to_end(s->ds);
+    if (err == NULL) {
+        size_t n = 0;
+        const void *ck = col_dirsync_cookie(s->ds, &n);
+        err = keep_cookie(s, ck, n);
+    }
+    return err;
+}
+
+/* Position first, then the snapshot in a removal sweep, then the checkpoint with snapshot_complete. */
+static cs_err *full_pass(svc *s, Certsync__V1__EmitReason reason)
+{
+    const char *why = reason == CERTSYNC__V1__EMIT_REASON__EMIT_REASON_RESYNC ? "resync" : "snapshot";
+    size_t n = 0, skipped = 0, removed = 0;
+    cs_err *err = NULL;
+    int64_t t0 = now_ms();
+
+    col_syncrepl_free(s->sync);
+    s->sync = NULL;
+    pending_clear(s);
+    col_pipeline_sweep_cancel(s->pipe);
+    if ((err = take_position(s)))
+        return cs_err_wrap(err, "taking the position before the %s", why);
+    cs_log_kv(CS_LOG_INFO, FACILITY, "full pass started: position taken", "reason", why, "mode",
+              col_ldap_mode_name(s->mode), NULL);
+    cs_metrics_counter_inc(cs_metrics_counter_with(s->f_full, s->cfg->source_id, why));
+    s->snapshot_complete = false;
+    s->emit_reason = reason;
+    if ((err = set_position(s)))
+        goto cleanup;
+    if ((err = col_pipeline_sweep_begin(s->pipe))) {
+        s->kafka_failed = true;
+        goto cleanup;
+    }
+    err = col_snapshot_run(s->ldap, s->cfg->ldap_base_dns, s->cfg->ldap_base_dn_count, s->filter, on_change,
+                           s, &n, &skipped);
+    if (err)
+        goto cleanup;
+    Certsync__V1__AttributeStamp st;
+    char buf[CSN_LEN], csn[CSN_LEN];
+    cookie_csn(s->cookie, s->cookie_len, csn);
+    inferred_stamp(s, csn, &st, buf);
+    if ((err = col_pipeline_sweep_end(s->pipe, NULL, &st, &removed))) {
+        s->kafka_failed = true;
+        goto cleanup;
+    }
+    s->snapshot_complete = true;
+    if ((err = set_position(s)))
+        goto cleanup;
+    if ((err = col_pipeline_flush(s->pipe))) {
+        s->kafka_failed = true;
+        goto cleanup;
+    }
+    update_commit_gauge(s);
+    cs_log(CS_LOG_INFO, FACILITY, "full pass (%s) committed: %zu objects, %zu skipped, %zu removed, %lld ms",
+           why, n, skipped, removed, (long long)(now_ms() - t0));
+cleanup:
+    s->emit_reason = CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE;
+    if (err)
+        col_pipeline_sweep_cancel(s->pipe);
+    return err;
+}
+
+/* ---- incremental tracking -------------------------------------------------------------------------- */
+
+static long long step_wait(const svc *s)
+{
+    long long due = col_pipeline_next_due_ms(s->pipe);
+    if (due >= 0 && due < COL_SERVICE_STEP_WAIT_MS)
+        return due;
+    return COL_SERVICE_STEP_WAIT_MS;
+}
+
+static cs_err *track_syncrepl(svc *s, stop_cause *cause)
+{
+    cs_err *err = NULL;
+    int64_t last_change = now_ms();
+
+    while (!stopping(s)) {
+        size_t n = 0;
+        bool ended = false;
+        if (s->sync == NULL) {
+            if ((err = col_syncrepl_start(s->ldap, s->cfg->ldap_base_dns[0], s->filter, s->cookie,
+                                          s->cookie_len, &s->sync)))
+                return err;
+            atomic_store(&s->ready, true);
+        }
+        if ((err = col_syncrepl_step(s->sync, step_wait(s), COL_SERVICE_STEP_MESSAGES, on_change, s, &n,
+                                     &ended)))
+            return err;
+        if (n > 0)
+            last_change = now_ms();
+        if ((err = col_pipeline_poll(s->pipe))) {
+            s->kafka_failed = true;
+            return err;
+        }
+        update_commit_gauge(s);
+        if (ended) {
+            col_syncrepl_free(s->sync);
+            s->sync = NULL;
+        }
+        /* --once: caught up when the refresh is over and nothing arrived for a step's wait. */
+        if (s->o->once && s->sync && col_syncrepl_refreshed(s->sync) && n == 0 &&
+            now_ms() - last_change >= COL_SERVICE_STEP_WAIT_MS && s->n_pending_rm == 0) {
+            *cause = CAUSE_ONCE_DONE;
+            return NULL;
+        }
+    }
+    *cause = CAUSE_STOP;
+    return NULL;
+}
+
+static cs_err *track_dirsync(svc *s, stop_cause *cause)
+{
+    cs_err *err = NULL;
+    while (!stopping(s)) {
+        size_t n = 0;
+        if (s->ds == NULL &&
+            (err = col_dirsync_new(s->ldap, s->nc_root, s->filter, 0, s->cookie, s->cookie_len, &s->ds)))
+            return err;
+        atomic_store(&s->ready, true);
+        if ((err = col_dirsync_poll(s->ds, s->cfg->ldap_base_dns, s->cfg->ldap_base_dn_count, on_change, s,
+                                    &n)))
+            return err;
+        if ((err = col_pipeline_poll(s->pipe))) {
+            s->kafka_failed = true;
+            return err;
+        }
+        update_commit_gauge(s);
+        if (s->o->once) {
+            *cause = CAUSE_ONCE_DONE;
+            return NULL;
+        }
+        if ((err = idle_wait(s, s->cfg->ldap_poll_interval_ms)))
+            return err;
+    }
+    *cause = CAUSE_STOP;
+    return NULL;
+}
+
+/* ---- connection ------------------------------------------------------------------------------------ */
+
+static void disconnect(svc *s)
+{
+    col_syncrepl_free(s->sync);
+    s->sync = NULL;
+    col_dirsync_free(s->ds);
+    s->ds = NULL;
+    col_ldap_free(s->ldap);
+    s->ldap = NULL;
+    pending_clear(s);
+    col_pipeline_sweep_cancel(s->pipe);
+    atomic_store(&s->ready, false);
+}
+
+static cs_err *connect_dir(svc *s)
+{
+    cs_err *err = col_ldap_connect(s->cfg, &s->ldap);
+    if (err == NULL)
+        err = col_ldap_pick_mode(s->ldap, s->cfg->ldap_mode, &s->mode);
+    if (err)
+        return err;
+    if (s->mode == COL_LDAP_MODE_USN)
+        return cs_err_new(
+            CS_ERR_CONFIG, 0,
+            "%s: ldap.mode resolved to usn, which the service loop does not run yet; set ldap.mode: "
+            "dirsync",
+            col_ldap_url(s->ldap));
+    if (s->mode == COL_LDAP_MODE_SYNCREPL && s->cfg->ldap_base_dn_count != 1)
+        return cs_err_new(CS_ERR_CONFIG, 0,
+                          "ldap.base_dns: syncrepl tracks one base DN, %zu are set; list one common parent",
+                          s->cfg->ldap_base_dn_count);
+    s->filter = col_config_filter(s->cfg, col_ldap_kind(s->ldap) == COL_DIR_AD);
+    s->nc_root = col_ldap_naming_context_of(s->ldap, s->cfg->ldap_base_dns[0]);
+    if (s->nc_root == NULL)
+        s->nc_root = col_ldap_default_naming_context(s->ldap);
+    s->src = (col_source_info){.source_id = s->cfg->source_id,
+                               .site = s->cfg->source_site,
+                               .server = col_ldap_server(s->ldap),
+                               .directory = col_ldap_kind(s->ldap),
+                               .mode = s->mode};
+    if (!s->cfg->ldap_tls_verify)
+        cs_log_kv(CS_LOG_WARN, FACILITY,
+                  "ldap.tls.verify is false: the directory's certificate is NOT checked (tests only)", "url",
+                  s->cfg->ldap_url, NULL);
+    cs_log_kv(CS_LOG_INFO, FACILITY, "directory connected", "server", col_ldap_server(s->ldap), "kind",
+              col_ldap_kind_name(col_ldap_kind(s->ldap)), "mode", col_ldap_mode_name(s->mode), NULL);
+    return NULL;
+}
+
+/* Does the committed checkpoint let tracking resume? Sets *reason for a full pass when it does not. */
+static bool need_full_pass(svc *s, Certsync__V1__EmitReason *reason)
+{
+    const Certsync__V1__CollectorCheckpoint *cp = col_pipeline_checkpoint(s->pipe);
+    const ProtobufCBinaryData *ck = NULL;
+
+    *reason = CERTSYNC__V1__EMIT_REASON__EMIT_REASON_SNAPSHOT;
+    if (cp == NULL || !cp->snapshot_complete)
+        return true;
+    ck = s->mode == COL_LDAP_MODE_DIRSYNC ? &cp->dirsync_cookie : &cp->syncrepl_cookie;
+    if (cp->mode != mode_proto(s->mode) || ck->len == 0 || !cp->scope_sha256 ||
+        strcmp(cp->scope_sha256, s->scope_sha) != 0) {
+        cs_log_kv(CS_LOG_WARN, FACILITY,
+                  "the checkpoint's mode or scope differs from the config: full resync", NULL);
+        *reason = CERTSYNC__V1__EMIT_REASON__EMIT_REASON_RESYNC;
+        return true;
+    }
+    return false;
+}
+
+/* Retries the pending commit of a retriable Kafka failure with backoff; fenced or fatal ends the service. */
+static int kafka_recover(svc *s, cs_err *err, long long *backoff)
+{
+    if (col_pipeline_is_fenced(s->pipe) || (cs_err_flags(err) & CS_KAFKA_ERR_F_FENCED)) {
+        cs_log_kv(CS_LOG_ERROR, FACILITY,
+                  "fenced: a newer collector with the same source.id took over; exiting with code 3",
+                  "source", s->cfg->source_id, "error", cs_err_message(err), NULL);
+        return COL_SERVICE_EXIT_FENCED;
+    }
+    if (!cs_err_is_retriable(err) || cs_err_is_fatal(err)) {
+        cs_log_kv(CS_LOG_ERROR, FACILITY, "Kafka error: stopping", "error", cs_err_message(err), NULL);
+        return COL_SERVICE_EXIT_FAIL;
+    }
+    cs_log_kv(CS_LOG_WARN, FACILITY, "Kafka unavailable: keeping the position and retrying", "error",
+              cs_err_message(err), NULL);
+    while (!stopping(s)) {
+        cs_err_free(idle_wait(s, *backoff));
+        *backoff = *backoff * 2 > COL_SERVICE_BACKOFF_MAX_MS ? COL_SERVICE_BACKOFF_MAX_MS : *backoff * 2;
+        cs_err *e = col_pipeline_flush(s->pipe);
+        if (e == NULL)
+            return -1;
+        if (col_pipeline_is_fenced(s->pipe) || !cs_err_is_retriable(e)) {
+            int rc = kafka_recover(s, e, backoff);
+            cs_err_free(e);
+            return rc;
+        }
+        cs_log_kv(CS_LOG_WARN, FACILITY, "Kafka still unavailable", "error", cs_err_message(e), NULL);
+        cs_err_free(e);
+    }
+    return -1;
+}
+
+/* Resumes from the committed checkpoint (after a Kafka failure the tracker may be ahead of it). */
+static cs_err *resume_from_committed(svc *s)
+{
+    const Certsync__V1__CollectorCheckpoint *cp = col_pipeline_checkpoint(s->pipe);
+    if (cp == NULL)
+        return NULL;
+    const ProtobufCBinaryData *ck = cp->has_dirsync_cookie ? &cp->dirsync_cookie : &cp->syncrepl_cookie;
+    s->snapshot_complete = cp->snapshot_complete;
+    return keep_cookie(s, ck->data, ck->len);
+}
+
+/* ---- the loop -------------------------------------------------------------------------------------- */
+
+static int release_held(svc *s)
+{
+    size_t n = 0;
+    size_t before = col_pipeline_held_count(s->pipe);
+    cs_err *err = col_pipeline_release_held(s->pipe, s->o->release_key, &n);
+    if (err) {
+        cs_log_kv(CS_LOG_ERROR, FACILITY, "releasing held events failed", "error", cs_err_message(err), NULL);
+        cs_err_free(err);
+        return COL_SERVICE_EXIT_FAIL;
+    }
+    cs_log(CS_LOG_INFO, FACILITY, "released %zu of %zu held events (%s)", n, before,
+           s->o->release_key ? s->o->release_key : "all");
+    return COL_SERVICE_EXIT_OK;
+}
+
+static int loop(svc *s)
+{
+    long long backoff = COL_SERVICE_BACKOFF_MIN_MS;
+    bool force_resync = false;
+    cs_err *err = NULL;
+    int rc = -1;
+
+    while (rc < 0 && !stopping(s)) {
+        stop_cause cause = CAUSE_NONE;
+        Certsync__V1__EmitReason reason = CERTSYNC__V1__EMIT_REASON__EMIT_REASON_SNAPSHOT;
+
+        s->kafka_failed = false;
+        if (s->ldap == NULL) {
+            err = connect_dir(s);
+            if (err == NULL)
+                backoff = COL_SERVICE_BACKOFF_MIN_MS;
+        }
+        if (err == NULL && (force_resync || need_full_pass(s, &reason))) {
+            if (force_resync)
+                reason = CERTSYNC__V1__EMIT_REASON__EMIT_REASON_RESYNC;
+            force_resync = false;
+            err = full_pass(s, reason);
+        } else if (err == NULL && s->cookie == NULL) {
+            err = resume_from_committed(s);
+            if (err == NULL)
+                cs_log(CS_LOG_INFO, FACILITY, "resuming from the checkpoint: no snapshot");
+        }
+        if (err == NULL)
+            err = s->mode == COL_LDAP_MODE_DIRSYNC ? track_dirsync(s, &cause) : track_syncrepl(s, &cause);
+        if (err == NULL) {
+            if (cause == CAUSE_ONCE_DONE || cause == CAUSE_STOP)
+                rc = COL_SERVICE_EXIT_OK;
+            continue;
+        }
+        if (s->interrupted && stopping(s)) {
+            rc = COL_SERVICE_EXIT_OK;
+        } else if (s->kafka_failed || col_pipeline_is_fenced(s->pipe)) {
+            rc = kafka_recover(s, err, &backoff);
+            if (rc < 0) {
+                /* Committed now: drop the directory side and resume from what Kafka has. */
+                disconnect(s);
+                cs_err_free(resume_from_committed(s));
+            }
+        } else if (cs_err_code_of(err) == CS_ERR_STATE) {
+            cs_log_kv(CS_LOG_WARN, FACILITY,
+                      "the position cannot be resumed: full resync with a removal sweep", "error",
+                      cs_err_message(err), NULL);
+            force_resync = true;
+        } else if (cs_err_is_retriable(err)) {
+            cs_log(CS_LOG_WARN, FACILITY, "directory unavailable: reconnecting in %lld ms: %s", backoff,
+                   cs_err_message(err));
+            cs_metrics_counter_inc(s->m_reconnects);
+            disconnect(s);
+            /* Commit what was read before the failure, with the position that covers it. */
+            cs_err *e = col_pipeline_flush(s->pipe);
+            if (e) {
+                s->kafka_failed = true;
+                rc = kafka_recover(s, e, &backoff);
+                cs_err_free(e);
+            }
+            if (rc < 0) {
+                cs_err_free(idle_wait(s, backoff));
+                backoff = backoff * 2 > COL_SERVICE_BACKOFF_MAX_MS ? COL_SERVICE_BACKOFF_MAX_MS : backoff * 2;
+            }
+        } else {
+            cs_log_kv(CS_LOG_ERROR, FACILITY, "stopping", "error", cs_err_message(err), NULL);
+            rc = COL_SERVICE_EXIT_FAIL;
+        }
+        cs_err_free(err);
+        err = NULL;
+    }
+    return rc < 0 ? COL_SERVICE_EXIT_OK : rc;
+}
+
+int col_service_run(const col_config *cfg, const col_service_opts *opts)
+{
+    svc s;
+    rd_kafka_conf_t *conf = NULL;
+    cs_err *err = NULL;
+    int rc = COL_SERVICE_EXIT_FAIL;
+    long long backoff = COL_SERVICE_BACKOFF_MIN_MS;
+
+    memset(&s, 0, sizeof s);
+    s.cfg = cfg;
+    s.o = opts;
+    s.emit_reason = CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE;
+    atomic_init(&s.live, false);
+    atomic_init(&s.ready, false);
+    scope_hash(cfg, s.scope_sha);
+
+    if ((err = setup_metrics(&s)))
+        goto cleanup;
+    if (!opts->release_held) {
+        if ((err = cs_admin_new(s.metrics, &s.admin)) ||
+            (err = cs_admin_add_check(s.admin, CS_ADMIN_LIVENESS, "loop", check_live, &s)) ||
+            (err = cs_admin_add_check(s.admin, CS_ADMIN_READINESS, "tracking", check_ready, &s)) ||
+            (err = cs_admin_start(s.admin, cfg->admin_listen)))
+            goto cleanup;
+        cs_log(CS_LOG_INFO, FACILITY, "admin endpoint listening on port %u",
+               (unsigned)cs_admin_port(s.admin));
+    }
+    atomic_store(&s.live, true);
+
+    col_pipeline_opts po = {
+        .source_id = cfg->source_id,
+        .transactional_id = cfg->transactional_id,
+        .topic_events = cfg->topic_events,
+        .topic_checkpoint = cfg->topic_checkpoint,
+        .topic_held = cfg->topic_held,
+        .batch_max_events = cfg->batch_max_events,
+        .batch_max_wait_ms = cfg->batch_max_wait_ms,
+        .mass_removal_threshold = cfg->guard_mass_removal_threshold,
+        .metrics = s.metrics,
+    };
+    while (!stopping(&s)) {
+        if ((err = col_config_kafka_conf(cfg, &conf)))
+            goto cleanup;
+        err = col_pipeline_open(&po, conf, &s.pipe); /* takes conf */
+        conf = NULL;
+        if (err == NULL || !cs_err_is_retriable(err))
+            break;
+        cs_log_kv(CS_LOG_WARN, FACILITY, "Kafka not reachable at start: retrying", "error",
+                  cs_err_message(err), NULL);
+        cs_err_free(err);
+        err = NULL;
+        cs_err_free(idle_wait(&s, backoff));
+        backoff = backoff * 2 > COL_SERVICE_BACKOFF_MAX_MS ? COL_SERVICE_BACKOFF_MAX_MS : backoff * 2;
+    }
+    if (err)
+        goto cleanup;
+    if (s.pipe == NULL) {
+        rc = COL_SERVICE_EXIT_OK; /* stopped while waiting for Kafka */
+        goto cleanup;
+    }
+    const Certsync__V1__CollectorCheckpoint *cp = col_pipeline_checkpoint(s.pipe);
+    cs_log(CS_LOG_INFO, FACILITY, "checkpoint loaded: %s (sequence %llu, snapshot %s), %zu events held",
+           cp ? "found" : "none, first start", cp ? (unsigned long long)cp->sequence : 0ULL,
+           cp && cp->snapshot_complete ? "complete" : "not complete", col_pipeline_held_count(s.pipe));
+
+    rc = opts->release_held ? release_held(&s) : loop(&s);
+
+cleanup:
+    if (err) {
+        cs_log_kv(CS_LOG_ERROR, FACILITY, "cannot start", "error", cs_err_message(err), NULL);
+        cs_err_free(err);
+        err = NULL;
+    }
+    atomic_store(&s.ready, false);
+    if (s.pipe) {
+        bool commit = rc != COL_SERVICE_EXIT_FENCED;
+        err = col_pipeline_close(s.pipe, commit);
+        s.pipe = NULL;
+        if (err) {
+            cs_log_kv(CS_LOG_ERROR, FACILITY, "the last commit failed", "error", cs_err_message(err), NULL);
+            if (rc == COL_SERVICE_EXIT_OK)
+                rc = (cs_err_flags(err) & CS_KAFKA_ERR_F_FENCED) ? COL_SERVICE_EXIT_FENCED
+                                                                 : COL_SERVICE_EXIT_FAIL;
+            cs_err_free(err);
+        } else if (rc == COL_SERVICE_EXIT_OK) {
+            cs_log(CS_LOG_INFO, FACILITY, "stopped: the open batch is committed");
+        }
+    }
+    atomic_store(&s.live, false);
+    cs_admin_stop(s.admin);
+    col_syncrepl_free(s.sync);
+    col_dirsync_free(s.ds);
+    col_ldap_free(s.ldap);
+    pending_clear(&s);
+    free(s.cookie);
+    cs_metrics_free(s.metrics);
+    return rc;
+}

@@ -102,6 +102,16 @@ static const cs_config_row pub_rows[] = {
      .def = "https://outlook.office365.com",
      .check = cs_config_check_https_url,
      .desc = "Exchange Online admin API base URL (certificate writes)."},
+    {.name = "o365.exchange_resource",
+     .type = CS_CONFIG_STRING,
+     .check = cs_config_check_https_url,
+     .desc = "Resource (token audience) of the Exchange admin API when it differs from o365.exchange_url, "
+             "e.g. behind a proxy or for a sovereign cloud. Default: the origin of o365.exchange_url."},
+    {.name = "o365.graph_resource",
+     .type = CS_CONFIG_STRING,
+     .check = cs_config_check_https_url,
+     .desc = "Resource (token audience) of Microsoft Graph when it differs from o365.graph_url. Default: "
+             "the origin of o365.graph_url."},
     {.name = "o365.auth",
      .type = CS_CONFIG_ENUM,
      .def = "certificate",
@@ -280,6 +290,8 @@ cs_err *pub_config_load(const char *path, pub_config **out)
     cfg->o365_authority_url = cs_config_get_string(raw, "o365.authority_url");
     cfg->o365_graph_url = cs_config_get_string(raw, "o365.graph_url");
     cfg->o365_exchange_url = cs_config_get_string(raw, "o365.exchange_url");
+    cfg->o365_exchange_resource = cs_config_get_string(raw, "o365.exchange_resource");
+    cfg->o365_graph_resource = cs_config_get_string(raw, "o365.graph_resource");
     cfg->o365_auth = (pub_auth)enum_index(cs_config_get_string(raw, "o365.auth"), auth_values);
     cfg->o365_client_secret = cs_config_get_secret(raw, "o365.client_secret_file");
     cfg->o365_certificate_file = cs_config_get_string(raw, "o365.certificate_file");

@@ -55,6 +55,8 @@ typedef struct pub_config {
     const char *o365_authority_url;
     const char *o365_graph_url;
     const char *o365_exchange_url;
+    const char *o365_exchange_resource; /* token audience override or NULL */
+    const char *o365_graph_resource;    /* token audience override or NULL */
     pub_auth o365_auth;
     const char *o365_client_secret;    /* secret contents or NULL: never log it */
     const char *o365_certificate_file; /* resolved path or NULL */

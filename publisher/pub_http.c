@@ -619,6 +619,8 @@ cs_err *pub_http_run(pub_http *h, long long timeout_ms, size_t *completed)
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
             CURLcode cc = msg->data.result;
             curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+            if (h->o.observe)
+                h->o.observe(h->o.observe_ctx, cc == CURLE_OK ? r->status : 0);
             curl_multi_remove_handle(h->multi, r->easy);
             curl_easy_cleanup(r->easy);
             r->easy = NULL;

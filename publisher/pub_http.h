@@ -31,6 +31,10 @@
 
 typedef struct pub_http pub_http;
 
+/* Called after every attempt (retries included) with its HTTP status (0: no response), from the thread
+ * running pub_http_run(); for metrics. Must be quick and must not call back into the client. */
+typedef void (*pub_http_observe_fn)(void *ctx, long status);
+
 typedef struct pub_http_opts {
     int max_inflight;             /* requests on the wire at once, 1..256 */
     long long timeout_ms;         /* limit for one attempt, connect included */
@@ -41,6 +45,8 @@ typedef struct pub_http_opts {
     long long backoff_max_ms;     /* largest backoff ceiling; 0: 30 s */
     long long max_retry_after_ms; /* longest Retry-After waited in here; 0: 120 s */
     size_t max_response_bytes;    /* larger bodies fail the request; 0: 8 MiB */
+    pub_http_observe_fn observe;  /* NULL: none */
+    void *observe_ctx;
 } pub_http_opts;
 
 typedef enum pub_http_outcome {

@@ -1,30 +1,53 @@
 /*
  * certsync-publisher: Kafka to Office 365.
  *
- * For now: parse the command line, load and check the config (--check-config stops there), then say
- * that the service loop is not built yet. The publisher issue grows the loop here.
+ *   certsync-publisher --config FILE [--once]     run the service (pub_service.h: exit codes)
+ *   certsync-publisher --config FILE --check-config | --help | --help-config | --version
+ *
+ * --once consumes until caught up with the end of topics.events, commits and exits 0 (tests, replays).
+ * It is taken out of argv here; everything else is cs_cli's.
  */
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
-#include "pub_config.h"
 #include "cs_cli.h"
 #include "cs_log.h"
+#include "pub_config.h"
+#include "pub_service.h"
 
 #ifndef CS_PROGRAM_VERSION
 #define CS_PROGRAM_VERSION "unknown"
 #endif
 
+#define MAX_ARGS 64
+
 int main(int argc, char **argv)
 {
     const cs_cli_spec cli = {
         .program = "certsync-publisher",
-        .summary = "applies certificate changes from Kafka to Office 365 (Exchange Online)",
+        .summary = "applies certificate changes from Kafka to Office 365 (Exchange Online); "
+                   "--once: stop when caught up with the events topic",
         .version = CS_PROGRAM_VERSION,
         .config = pub_config_spec(),
     };
     cs_cli_args args;
     pub_config *cfg = NULL;
-    int rc = cs_cli_parse(&cli, argc, argv, &args);
+    char *rest[MAX_ARGS + 1];
+    int n = 0;
+    bool once = false;
+    if (argc > MAX_ARGS) {
+        fprintf(stderr, "certsync-publisher: too many arguments (%d): see --help\n", argc);
+        return CS_CLI_EXIT_FAIL;
+    }
+    for (int i = 0; i < argc; i++) {
+        if (i > 0 && strcmp(argv[i], "--once") == 0)
+            once = true;
+        else
+            rest[n++] = argv[i];
+    }
+    rest[n] = NULL;
+    int rc = cs_cli_parse(&cli, n, rest, &args);
     if (rc >= 0)
         return rc;
 
@@ -34,9 +57,8 @@ int main(int argc, char **argv)
         goto cleanup;
 
     cs_log_set_level(cfg->log_level);
-    cs_log_kv(CS_LOG_ERROR, "main", "the publisher service loop is not implemented yet", "config",
-              args.config_path, "instance_id", cfg->instance_id, NULL);
-    rc = CS_CLI_EXIT_FAIL;
+    pub_service_opts so = {.once = once, .version = CS_PROGRAM_VERSION};
+    rc = pub_service_run(cfg, &so);
 cleanup:
     pub_config_free(cfg);
     return rc;

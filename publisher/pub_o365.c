@@ -42,7 +42,9 @@ cs_err *pub_o365_new(const pub_config *cfg, const pub_o365_opts *opts, pub_o365 
     pub_http_opts ho = {.max_inflight = cfg->http_max_inflight,
                         .timeout_ms = cfg->http_timeout_ms,
                         .ca_file = cfg->o365_ca_file,
-                        .max_retry_after_ms = PUB_O365_MAX_INLINE_WAIT_MS};
+                        .max_retry_after_ms = PUB_O365_MAX_INLINE_WAIT_MS,
+                        .observe = opts->observe_api,
+                        .observe_ctx = opts->observe_ctx};
     err = pub_http_new(&ho, &o->http);
     if (err)
         goto cleanup;
@@ -59,7 +61,11 @@ cs_err *pub_o365_new(const pub_config *cfg, const pub_o365_opts *opts, pub_o365 
         .certificate_file = cfg->o365_certificate_file,
         .private_key_pem = cfg->o365_private_key,
         .alg = cfg->o365_assertion_alg,
-        .http = {.max_inflight = 1, .timeout_ms = cfg->http_timeout_ms, .ca_file = cfg->o365_ca_file},
+        .http = {.max_inflight = 1,
+                 .timeout_ms = cfg->http_timeout_ms,
+                 .ca_file = cfg->o365_ca_file,
+                 .observe = opts->observe_token,
+                 .observe_ctx = opts->observe_ctx},
     };
     err = pub_token_provider_new(&to, &o->tokens);
     if (err)
@@ -103,6 +109,18 @@ void pub_o365_free(pub_o365 *o)
 uint64_t pub_o365_token_refreshes(const pub_o365 *o)
 {
     return pub_token_refreshes(o->tokens);
+}
+
+cs_err *pub_o365_warm_up(pub_o365 *o)
+{
+    pub_token *t = NULL;
+    cs_err *err = pub_token_get(o->tokens, PUB_RESOURCE_EXCHANGE, &t);
+    pub_token_unref(t);
+    t = NULL;
+    if (!err)
+        err = pub_token_get(o->tokens, PUB_RESOURCE_GRAPH, &t);
+    pub_token_unref(t);
+    return err;
 }
 
 static long long not_found_delay_ms(int attempt)

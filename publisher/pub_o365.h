@@ -23,6 +23,7 @@
 #include "pub_applier.h"
 #include "pub_config.h"
 #include "pub_exchange.h"
+#include "pub_http.h"
 #include "pub_resolver.h"
 #include "pub_token.h"
 
@@ -37,6 +38,11 @@ typedef struct pub_o365_opts {
     const char *graph_resource;
     size_t resolver_cache_entries; /* 0: 100000 */
     long long resolver_ttl_ms;     /* 0: 1 hour */
+    /* Metrics hooks (NULL: none), see pub_http_observe_fn: every attempt of the API client (Exchange and
+     * Graph) and of the token client. */
+    pub_http_observe_fn observe_api;
+    pub_http_observe_fn observe_token;
+    void *observe_ctx;
 } pub_o365_opts;
 
 /* Builds the Office 365 side from `cfg` (borrowed: must outlive it). Caller frees with pub_o365_free(). */
@@ -50,5 +56,11 @@ pub_applier pub_o365_applier(pub_o365 *o);
 
 /* For metrics: tokens fetched so far. */
 uint64_t pub_o365_token_refreshes(const pub_o365 *o);
+
+/*
+ * Obtains (or finds cached) the Exchange and Graph tokens, so credential problems show at startup and
+ * readiness can say a token was obtained. Errors as pub_token_get() (fatal for bad credentials).
+ */
+cs_err *pub_o365_warm_up(pub_o365 *o);
 
 #endif

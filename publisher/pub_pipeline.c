@@ -68,6 +68,7 @@ struct pub_pipeline {
     size_t n_items, cap_items;
     part_mark read_ahead[MAX_PARTS];
     part_mark paused[MAX_PARTS];
+    part_mark owned[MAX_PARTS]; /* assigned events partitions (state restored); until: 1 when at EOF */
     pending_state *pending;
     size_t n_pending, cap_pending;
     pub_pipeline_stats stats;
@@ -171,6 +172,13 @@ static cs_err *on_assign(void *opaque, const rd_kafka_topic_partition_list_t *pa
         m->until = lso;
         m->active = lso > 0;
     }
+    /* Only now, with the state restored, does the partition count as owned (readiness, --once). */
+    for (size_t i = 0; i < n; i++) {
+        part_mark *o = &p->owned[(size_t)ids[i] % MAX_PARTS];
+        o->partition = ids[i];
+        o->until = 0;
+        o->active = 1;
+    }
     return NULL;
 }
 
@@ -198,6 +206,7 @@ static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts
         if (strcmp(t, p->opts.topic_events) == 0) {
             pub_state_drop_partition(p->state, part);
             p->read_ahead[(size_t)part % MAX_PARTS].active = 0;
+            p->owned[(size_t)part % MAX_PARTS].active = 0;
         } else {
             p->paused[(size_t)part % MAX_PARTS].active = 0;
         }
@@ -341,6 +350,49 @@ size_t pub_pipeline_state_count(const pub_pipeline *p)
     return pub_state_count(p->state);
 }
 
+size_t pub_pipeline_owned_partitions(const pub_pipeline *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < MAX_PARTS; i++)
+        n += p->owned[i].active != 0;
+    return n;
+}
+
+bool pub_pipeline_caught_up(const pub_pipeline *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < MAX_PARTS; i++) {
+        if (!p->owned[i].active)
+            continue;
+        if (!p->owned[i].until)
+            return false;
+        n++;
+    }
+    return n > 0;
+}
+
+void pub_pipeline_lag(pub_pipeline *p, pub_pipeline_lag_fn fn, void *ctx)
+{
+    rd_kafka_t *rk = pub_consumer_rd_kafka(p->consumer);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (size_t i = 0; i < MAX_PARTS; i++)
+        if (p->owned[i].active)
+            rd_kafka_topic_partition_list_add(l, p->opts.topic_events, p->owned[i].partition);
+    if (l->cnt > 0 && rd_kafka_position(rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < l->cnt; i++) {
+            int64_t lo = 0, hi = 0;
+            /* Cached watermarks only: never a broker round trip from here. */
+            if (rd_kafka_get_watermark_offsets(rk, l->elems[i].topic, l->elems[i].partition, &lo, &hi))
+                continue;
+            int64_t pos = l->elems[i].offset >= 0 ? l->elems[i].offset : lo;
+            /* At the end the lag is 0 (a transaction's commit marker counts as one offset). */
+            int64_t lag = p->owned[(size_t)l->elems[i].partition % MAX_PARTS].until ? 0 : hi - pos;
+            fn(ctx, l->elems[i].partition, lag < 0 ? 0 : lag);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* ------------------------------------------------------------------ collecting a batch */
 
 static int read_ahead_pending(const pub_pipeline *p)
@@ -436,13 +488,17 @@ static cs_err *collect(pub_pipeline *p)
         int is_events = strcmp(topic, p->opts.topic_events) == 0;
         part_mark *ram = &p->read_ahead[(size_t)m->partition % MAX_PARTS];
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (is_events)
+            if (is_events) {
                 ram->active = 0;
+                p->owned[(size_t)m->partition % MAX_PARTS].until = 1;
+            }
             rd_kafka_message_destroy(m);
             continue;
         }
         if (is_events && ram->active && m->offset + 1 >= ram->until)
             ram->active = 0;
+        if (is_events)
+            p->owned[(size_t)m->partition % MAX_PARTS].until = 0;
         if (!is_events) {
             int64_t not_before = header_int(m, HDR_NOT_BEFORE, 0);
             if (not_before > now_ms()) {
@@ -840,6 +896,9 @@ static rd_kafka_topic_partition_list_t *batch_offsets(const pub_pipeline *p, int
 static void rewind_batch(pub_pipeline *p)
 {
     rd_kafka_topic_partition_list_t *l = batch_offsets(p, 1);
+    /* The rewound records come again: no partition is at its end any more. */
+    for (size_t i = 0; i < MAX_PARTS; i++)
+        p->owned[i].until = 0;
     for (int i = 0; i < l->cnt; i++) {
         cs_err *e =
             pub_consumer_seek(p->consumer, l->elems[i].topic, l->elems[i].partition, l->elems[i].offset);

@@ -40,6 +40,7 @@
 #ifndef PUB_PIPELINE_H
 #define PUB_PIPELINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -109,6 +110,22 @@ void pub_pipeline_get_stats(const pub_pipeline *p, pub_pipeline_stats *out);
 
 /* Number of applied-state entries held for the owned partitions (for tests and metrics). */
 size_t pub_pipeline_state_count(const pub_pipeline *p);
+
+/* Events partitions assigned to this instance whose applied state is restored (for readiness). */
+size_t pub_pipeline_owned_partitions(const pub_pipeline *p);
+
+/*
+ * True when this instance owns at least one events partition and every owned one was read to its end (the
+ * consumer saw the partition EOF after its last record) and everything read was committed: what --once
+ * waits for. Meaningful right after a pub_pipeline_run_once() that returned NULL.
+ */
+bool pub_pipeline_caught_up(const pub_pipeline *p);
+
+/* Consumer lag of one owned events partition: end offset (cached watermark) minus position. */
+typedef void (*pub_pipeline_lag_fn)(void *ctx, int32_t partition, int64_t lag);
+
+/* Calls `fn` once per owned events partition with its lag, from cached offsets (no broker round trip). */
+void pub_pipeline_lag(pub_pipeline *p, pub_pipeline_lag_fn fn, void *ctx);
 
 /* Leaves the group (revoke hook: quiesce, abort), destroys consumer and producer. NULL is allowed. */
 void pub_pipeline_destroy(pub_pipeline *p);

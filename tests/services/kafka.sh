@@ -5,6 +5,12 @@
 #   kafka.sh start DIR [--nodes 1|3]         start 1 or 3 broker+controller nodes on free 127.0.0.1 ports;
 #                                            write DIR/env (KAFKA_BOOTSTRAP, KAFKA_NODES, and per node
 #                                            KAFKA_NODE<i>_PID / KAFKA_NODE<i>_PORT) and DIR/pid
+#   kafka.sh start DIR --secure              one node whose client listener is SASL_SSL (SCRAM-SHA-512, TLS
+#                                            certificate from tests/tools/test_ca.sh), with ACLs (see
+#                                            secure_config); DIR/env adds KAFKA_CA_FILE, KAFKA_SASL_MECHANISM,
+#                                            KAFKA_SECURITY_PROTOCOL and per user (ADMIN, COLLECTOR, PUBLISHER)
+#                                            KAFKA_<USER>_USERNAME / KAFKA_<USER>_PASSWORD_FILE;
+#                                            Kafka $KAFKA_SECURE_VERSION (default 3.9.1, see below)
 #   kafka.sh stop DIR                        stop every node by PID; non-zero if one is left
 #   kafka.sh topic DIR NAME --partitions N [--compact] [--replication R]
 #                                            create a topic (tests prefer librdkafka's Admin API from C)
@@ -21,15 +27,21 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib.sh"
 
 KAFKA_VERSION=${KAFKA_VERSION:-4.1.2}
+# --secure runs Kafka 3.9.1, not 4.x: librdkafka before 2.6.1 (we have 2.0.2) appends the client nonce twice
+# in the SCRAM client-final-message, which Kafka 4.x rejects as invalid credentials (RFC 5802 strict nonce
+# check; fixed in librdkafka 2.6.1, confluentinc/librdkafka#4895). 3.9.x accepts it.
+KAFKA_SECURE_VERSION=${KAFKA_SECURE_VERSION:-3.9.1}
 CACHE=${CS_CACHE_DIR:-$HOME/.cache/certsync}/kafka-$KAFKA_VERSION
 LIB=$CACHE/lib
 PROBE=$HERE/kafka/kafka_probe.py
+SECURE_SETUP=$HERE/kafka/KafkaSecureSetup.java
+TEST_CA=$HERE/../tools/test_ca.sh
 # Per node: enough for a test broker; 2 cores / 24 GiB are shared with the tests and other servers.
 KAFKA_HEAP=${KAFKA_HEAP:--Xms64m -Xmx448m}
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 
 usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,18p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -75,18 +87,24 @@ while True:
         break'
 }
 
-# write_config DIR NODE_ID NODES BROKER_PORT CONTROLLER_PORT VOTERS
+# write_config DIR NODE_ID NODES BROKER_PORT CONTROLLER_PORT VOTERS [SECURE_DIR]
+# With SECURE_DIR (the start DIR of --secure, holding the certificates and password files), the client
+# listener is SASL_SSL with ACLs instead of PLAINTEXT (secure_config).
 write_config() {
-  local d=$1 id=$2 nodes=$3 bport=$4 cport=$5 voters=$6 rf isr
+  local d=$1 id=$2 nodes=$3 bport=$4 cport=$5 voters=$6 sdir=${7:-} rf isr
   if [ "$nodes" -eq 1 ]; then rf=1; isr=1; else rf=3; isr=2; fi
   mkdir -p "$d/data"
   {
     echo "process.roles=broker,controller"
     echo "node.id=$id"
-    echo "listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport"
-    echo "advertised.listeners=PLAINTEXT://127.0.0.1:$bport"
-    echo "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
-    echo "inter.broker.listener.name=PLAINTEXT"
+    if [ -n "$sdir" ]; then
+      secure_config "$sdir" "$bport" "$cport"
+    else
+      echo "listeners=PLAINTEXT://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport"
+      echo "advertised.listeners=PLAINTEXT://127.0.0.1:$bport"
+      echo "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+      echo "inter.broker.listener.name=PLAINTEXT"
+    fi
     echo "controller.listener.names=CONTROLLER"
     if [ "$nodes" -eq 1 ]; then
       # Dynamic quorum, formatted with --standalone.
@@ -137,6 +155,55 @@ logger.request.level = WARN
 EOF
 }
 
+# secure_config SECURE_DIR BROKER_PORT CONTROLLER_PORT: the listener and security lines of a --secure node.
+#  - Clients: SASL_SSL with SCRAM-SHA-512 only; the server certificate (SAN IP:127.0.0.1) is from the test CA.
+#  - Inter-broker (the transaction coordinator sends its commit markers over it, even to itself): the same
+#    listener, as the admin super user.
+#  - Controller: SASL_PLAINTEXT with PLAIN as admin. Not SCRAM: the controller must authenticate before it
+#    has read the SCRAM credentials from the metadata log, and KRaft does not support SCRAM there (KIP-631).
+#    Authenticated, so a client on the controller port is not an anonymous super user; loopback only.
+#  - StandardAuthorizer, deny when no ACL matches; only User:admin is a super user.
+# The admin password is in this file, so it is written 0600 (the caller's umask).
+secure_config() {
+  local sdir=$1 bport=$2 cport=$3 apw
+  apw=$(cat "$sdir/admin.password")
+  echo "listeners=SASL_SSL://127.0.0.1:$bport,CONTROLLER://127.0.0.1:$cport"
+  echo "advertised.listeners=SASL_SSL://127.0.0.1:$bport"
+  echo "listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT"
+  echo "inter.broker.listener.name=SASL_SSL"
+  echo "sasl.enabled.mechanisms=SCRAM-SHA-512"
+  echo "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512"
+  echo "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$apw\";"
+  echo "sasl.mechanism.controller.protocol=PLAIN"
+  echo "listener.name.controller.sasl.enabled.mechanisms=PLAIN"
+  echo "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" password=\"$apw\" user_admin=\"$apw\";"
+  echo "ssl.keystore.type=PEM"
+  echo "ssl.keystore.location=$sdir/tls/broker-keystore.pem"
+  echo "ssl.truststore.type=PEM"
+  echo "ssl.truststore.location=$sdir/tls/ca.pem"
+  echo "ssl.client.auth=none"
+  echo "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+  echo "allow.everyone.if.no.acl.found=false"
+  echo "super.users=User:admin"
+}
+
+# secure_prepare DIR: the test CA and broker certificate, and a random password per user (0600 files).
+# Hex passwords: safe inside JAAS quotes and StorageTool's --add-scram syntax.
+secure_prepare() {
+  local dir=$1 u
+  "$TEST_CA" init "$dir/tls" || cs_die "kafka.sh: could not create the test CA in $dir/tls"
+  "$TEST_CA" server "$dir/tls" broker IP:127.0.0.1 || cs_die "kafka.sh: could not create the broker certificate"
+  "$TEST_CA" other "$dir/tls" || cs_die "kafka.sh: could not create the unrelated CA"
+  (
+    umask 077
+    # Kafka's PEM key store: the unencrypted PKCS#8 key followed by the certificate chain.
+    cat "$dir/tls/broker.key" "$dir/tls/broker-chain.pem" >"$dir/tls/broker-keystore.pem"
+    for u in admin collector publisher; do
+      openssl rand -hex 24 >"$dir/$u.password"
+    done
+  ) || cs_die "kafka.sh: could not write the key store and password files in $dir"
+}
+
 # format DIR [--standalone]: kafka.tools.StorageTool format with the shared cluster id.
 format_node() {
   local d=$1 cid=$2
@@ -153,14 +220,21 @@ cmd_start() {
   local dir=${1:-}
   [ -n "$dir" ] || usage
   shift
-  local nodes=1
+  local nodes=1 secure=0
   while [ $# -gt 0 ]; do
     case $1 in
       --nodes) nodes=${2:-}; shift 2 ;;
-      *) cs_die "kafka.sh start: unknown option '$1' (expected --nodes 1|3)" ;;
+      --secure) secure=1; shift ;;
+      *) cs_die "kafka.sh start: unknown option '$1' (expected --nodes 1|3 or --secure)" ;;
     esac
   done
   case $nodes in 1 | 3) ;; *) cs_die "kafka.sh start: --nodes must be 1 or 3, got '$nodes'" ;; esac
+  if [ "$secure" -eq 1 ]; then
+    [ "$nodes" -eq 1 ] || cs_die "kafka.sh start: --secure supports one node only; drop --nodes $nodes"
+    KAFKA_VERSION=$KAFKA_SECURE_VERSION
+    CACHE=${CS_CACHE_DIR:-$HOME/.cache/certsync}/kafka-$KAFKA_VERSION
+    LIB=$CACHE/lib
+  fi
   if [ -f "$dir/pid" ]; then
     local p
     for p in $(cat "$dir/pid"); do
@@ -183,14 +257,29 @@ cmd_start() {
     voters+="${voters:+,}$i@127.0.0.1:${cports[i]}"
     bootstrap+="${bootstrap:+,}127.0.0.1:${bports[i]}"
   done
-  for ((i = 1; i <= nodes; i++)); do
-    write_config "$dir/node$i" "$i" "$nodes" "${bports[i]}" "${cports[i]}" "$voters"
-  done
+  if [ "$secure" -eq 1 ]; then
+    secure_prepare "$dir"
+    # server.properties holds the admin password: 0600.
+    (umask 077 && write_config "$dir/node1" 1 1 "${bports[1]}" "${cports[1]}" "$voters" "$dir")
+  else
+    for ((i = 1; i <= nodes; i++)); do
+      write_config "$dir/node$i" "$i" "$nodes" "${bports[i]}" "${cports[i]}" "$voters"
+    done
+  fi
+  # --secure: SCRAM credentials must exist before the first start in KRaft (they live in the metadata log),
+  # so the format step writes them.
+  local -a fargs=()
+  if [ "$secure" -eq 1 ]; then
+    local u
+    for u in admin collector publisher; do
+      fargs+=(--add-scram "SCRAM-SHA-512=[name=$u,password=$(cat "$dir/$u.password")]")
+    done
+  fi
   # Format all nodes in parallel: each is a JVM start (~1 s).
   local -a fpids
   for ((i = 1; i <= nodes; i++)); do
     if [ "$nodes" -eq 1 ]; then
-      format_node "$dir/node$i" "$cid" --standalone &
+      format_node "$dir/node$i" "$cid" --standalone "${fargs[@]}" &
     else
       format_node "$dir/node$i" "$cid" &
     fi
@@ -214,7 +303,18 @@ cmd_start() {
     echo $! >"$nd/pid"
   done
 
-  if ! python3 "$PROBE" wait "$bootstrap" "$nodes" "$START_TIMEOUT"; then
+  local ready=0
+  if [ "$secure" -eq 1 ]; then
+    # The plaintext probe cannot speak SASL_SSL: the setup tool waits for an authenticated answer as admin,
+    # then creates the ACLs (one JVM).
+    # shellcheck disable=SC2046
+    java $(java_flags) -Xmx128m -cp "$LIB/*" "$SECURE_SETUP" "$bootstrap" "$dir/tls/ca.pem" admin \
+      "$dir/admin.password" "$(cat "$dir/node1/pid")" "$START_TIMEOUT" >"$dir/setup.log" 2>&1 && ready=1
+    [ "$ready" -eq 1 ] || cs_show_log "$dir/setup.log"
+  elif python3 "$PROBE" wait "$bootstrap" "$nodes" "$START_TIMEOUT"; then
+    ready=1
+  fi
+  if [ "$ready" -eq 0 ]; then
     for ((i = 1; i <= nodes; i++)); do
       cs_show_log "$dir/node$i/stdout.log"
       cs_show_log "$dir/node$i/server.log"
@@ -231,6 +331,17 @@ cmd_start() {
       echo "KAFKA_NODE${i}_PID=$(cat "$dir/node$i/pid")"
       echo "KAFKA_NODE${i}_PORT=${bports[i]}"
     done
+    if [ "$secure" -eq 1 ]; then
+      echo "KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+      echo "KAFKA_SASL_MECHANISM=SCRAM-SHA-512"
+      echo "KAFKA_CA_FILE=$dir/tls/ca.pem"
+      echo "KAFKA_OTHER_CA_FILE=$dir/tls/other-ca.pem"
+      local u
+      for u in admin collector publisher; do
+        echo "KAFKA_${u^^}_USERNAME=$u"
+        echo "KAFKA_${u^^}_PASSWORD_FILE=$dir/$u.password"
+      done
+    fi
   } >"$dir/env.tmp"
   mv "$dir/env.tmp" "$dir/env"
   local t1

@@ -1008,7 +1008,9 @@ cs_err *col_pipeline_sweep_end(col_pipeline *p, const Certsync__V1__Source *sour
             goto cleanup;
         }
         Certsync__V1__Version ver = *v;
-        ver.lifecycle = (Certsync__V1__AttributeStamp *)(uintptr_t)lifecycle;
+        Certsync__V1__AttributeStamp life;
+        cs_version_next_lifecycle(v, lifecycle, &life);
+        ver.lifecycle = &life;
         Certsync__V1__Source src = CERTSYNC__V1__SOURCE__INIT;
         if (source)
             src = *source;

@@ -2,6 +2,7 @@
 #define _DEFAULT_SOURCE
 
 #include "col_service.h"
+#include "cs_version.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -323,10 +324,9 @@ static void inferred_stamp(svc *s, const char *csn, Certsync__V1__AttributeStamp
         snprintf(buf, CSN_LEN, "%s", (csn && strcmp(csn, now) > 0) ? csn : now);
         st->csn = buf;
     } else {
-        /* AD stamps compare by version first; the real stamp of an absent object is unknown, so the
-           inferred one must be above any plausible version. */
-        st->has_version = st->has_originating_time = 1;
-        st->version = 0x40000000u;
+        /* AD: the real stamp of an absent object is unknown; cs_version_next_lifecycle() turns this
+           time into the smallest step past each object's last lifecycle stamp. */
+        st->has_originating_time = 1;
         st->originating_time = now_ms() / 1000;
     }
 }
@@ -411,7 +411,9 @@ static cs_err *submit_id_removal(svc *s, const char *object_id, const char *csn)
     if (err || last == NULL)
         return err; /* never emitted or already removed: nothing to take back */
     Certsync__V1__AttributeStamp st;
-    inferred_stamp(s, csn, &st, buf);
+    Certsync__V1__AttributeStamp proposed;
+    inferred_stamp(s, csn, &proposed, buf);
+    cs_version_next_lifecycle(last, &proposed, &st);
     Certsync__V1__Version ver = *last;
     ver.lifecycle = &st;
     Certsync__V1__Source src = CERTSYNC__V1__SOURCE__INIT;

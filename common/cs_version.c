@@ -52,6 +52,21 @@ cs_version_order cs_version_compare(const Certsync__V1__Version *a, const Certsy
     return newer ? CS_VERSION_NEWER : older ? CS_VERSION_OLDER : CS_VERSION_EQUAL;
 }
 
+void cs_version_next_lifecycle(const Certsync__V1__Version *last,
+                               const Certsync__V1__AttributeStamp *proposed,
+                               Certsync__V1__AttributeStamp *out)
+{
+    *out = *proposed;
+    if (proposed->csn)
+        return;
+    const Certsync__V1__AttributeStamp *prev = last ? last->lifecycle : NULL;
+    out->has_version = 1;
+    out->version = prev && prev->has_version ? prev->version : 0;
+    out->has_originating_time = 1;
+    if (prev && prev->has_originating_time && prev->originating_time >= out->originating_time)
+        out->originating_time = prev->originating_time + 1;
+}
+
 const char *cs_version_order_name(cs_version_order order)
 {
     switch (order) {

@@ -32,6 +32,19 @@ int cs_version_stamp_compare(const Certsync__V1__AttributeStamp *a, const Certsy
 /* Compares two versions stamp by stamp. NULL is the empty version. */
 cs_version_order cs_version_compare(const Certsync__V1__Version *a, const Certsync__V1__Version *b);
 
+/*
+ * The lifecycle stamp for a removal the collector infers itself (a resync sweep, a delete
+ * reported by id only), where the directory gives no stamp: the smallest step newer than
+ * `last`'s lifecycle stamp, so that the removal orders after everything emitted before, and a
+ * real later stamp (an undelete or a move stamps `name` / `isDeleted` with a higher version)
+ * still orders after the removal. `proposed` carries the step: a CSN (OpenLDAP) is used as is;
+ * an AD stamp keeps `last`'s version and takes the later of proposed->originating_time and
+ * last's time + 1. Writes into *out; its pointers alias `proposed` (no allocation).
+ */
+void cs_version_next_lifecycle(const Certsync__V1__Version *last,
+                               const Certsync__V1__AttributeStamp *proposed,
+                               Certsync__V1__AttributeStamp *out);
+
 /* "older", "equal", "newer" or "diverged". */
 const char *cs_version_order_name(cs_version_order order);
 

@@ -95,6 +95,37 @@ static void versions_compare_as_sets_of_stamps(void **state)
     assert_int_equal(cs_version_compare(NULL, NULL), CS_VERSION_EQUAL);
 }
 
+static void inferred_lifecycle_orders_between_last_and_real_changes(void **state)
+{
+    (void)state;
+    Certsync__V1__AttributeStamp cert = ad_stamp(3, 100, 1), life = ad_stamp(2, 5000, 1);
+    Certsync__V1__Version last = CERTSYNC__V1__VERSION__INIT;
+    last.user_certificate = &cert;
+    last.lifecycle = &life;
+    /* A clock behind the last stamp still yields a newer stamp. */
+    Certsync__V1__AttributeStamp proposed = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT, next;
+    proposed.has_originating_time = 1;
+    proposed.originating_time = 4000;
+    cs_version_next_lifecycle(&last, &proposed, &next);
+    Certsync__V1__Version removal = last;
+    removal.lifecycle = &next;
+    assert_int_equal(cs_version_compare(&removal, &last), CS_VERSION_NEWER);
+    /* An undelete or move stamps the lifecycle with a higher version: newer than the removal. */
+    Certsync__V1__AttributeStamp undelete = ad_stamp(3, 4500, 1);
+    Certsync__V1__Version back = last;
+    back.lifecycle = &undelete;
+    assert_int_equal(cs_version_compare(&back, &removal), CS_VERSION_NEWER);
+    /* No lifecycle stamp before: version 0, present, so newer than absent. */
+    last.lifecycle = NULL;
+    cs_version_next_lifecycle(&last, &proposed, &next);
+    assert_int_equal(next.version, 0);
+    assert_int_equal(cs_version_stamp_compare(&next, NULL), 1);
+    /* A CSN proposal is taken as is. */
+    proposed.csn = (char[]){"20261128154205.000001Z#000000#000#000000"};
+    cs_version_next_lifecycle(&last, &proposed, &next);
+    assert_string_equal(next.csn, proposed.csn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -103,6 +134,7 @@ int main(void)
         cmocka_unit_test(absent_stamp_is_older_than_any),
         cmocka_unit_test(csn_stamps_compare_as_strings),
         cmocka_unit_test(versions_compare_as_sets_of_stamps),
+        cmocka_unit_test(inferred_lifecycle_orders_between_last_and_real_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

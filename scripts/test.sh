@@ -28,6 +28,9 @@ ninja -C build-asan
 step "unit tests under sanitizers"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan -L unit -j "$JOBS" --output-on-failure
+step "smoke run of both services under sanitizers (real Kafka, slapd and the Office 365 emulator)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan -R '^(col_service_slapd|pub_service_apply_update_clear_restart)$' --output-on-failure
 
 step "build (release with debug info)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -93,7 +93,7 @@ cs_err *pub_graph_build_url(const char *graph_url, pub_resolve key, const char *
         bl--;
     ok = cs_buf_add(out, graph_url, bl) && cs_buf_add_str(out, "/v1.0/users?%24filter=") &&
          pub_url_encode(out, cs_buf_str(&filter)) && cs_buf_add_str(out, "&%24select=") &&
-         pub_url_encode(out, PUB_GRAPH_SELECT);
+         pub_url_encode(out, PUB_GRAPH_SELECT) && cs_buf_add_str(out, "&%24count=true");
     if (!ok)
         err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "Graph lookup URL too long");
 cleanup:
@@ -146,7 +146,10 @@ static cs_err *op_send(graph_op *op)
         return err;
     char auth[64 + 32 * 1024];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", pub_token_value(op->token));
-    const char *headers[] = {auth, "Accept: application/json", NULL};
+    /* Microsoft's filter table marks some of these properties (onPremisesImmutableId among them) as
+       advanced queries, which need ConsistencyLevel: eventual with $count=true; both are harmless
+       where a property does not need them, so every lookup sends them (graph/aad-advanced-queries). */
+    const char *headers[] = {auth, "Accept: application/json", "ConsistencyLevel: eventual", NULL};
     pub_http_request req = {.method = "GET", .url = op->url, .headers = headers, .done = on_done, .ctx = op};
     err = pub_http_submit(op->g->http, &req, NULL);
     memset(auth, 0, sizeof auth);

@@ -36,7 +36,7 @@ static void lookup_urls(void **state)
     assert_string_equal(cs_buf_str(&b),
                         "https://graph.microsoft.com/v1.0/users?%24filter=onPremisesImmutableId%20eq%20"
                         "%27AgDt%2B%2FXgAAAECA%3D%3D%27&%24select=id%2CuserPrincipalName%2Cmail%2C"
-                        "onPremisesImmutableId%2ConPremisesSecurityIdentifier");
+                        "onPremisesImmutableId%2ConPremisesSecurityIdentifier&%24count=true");
     cs_buf_reset(&b);
     assert_null(pub_graph_build_url("https://g", PUB_RESOLVE_MAIL, "o'brien@contoso.com", &b));
     assert_non_null(strstr(cs_buf_str(&b),

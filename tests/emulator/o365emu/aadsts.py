@@ -12,9 +12,25 @@ CATALOG = {
              "The request body must contain the following parameter: '{param}'."),
     70003: (400, "unsupported_grant_type",
             "The app requested an unsupported grant type '{grant}'."),
+    # Text of the error example in v2-oauth2-client-creds-grant-flow (unknown resource with /.default).
     70011: (400, "invalid_scope",
-            "The provided request must include a 'scope' input parameter. The provided value for the input "
-            "parameter 'scope' is not valid. The scope {scope} is not valid."),
+            "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."),
+    # reference-error-codes: InvalidResourceServicePrincipalNotFound; `error` invalid_resource as in the
+    # error examples of the v1 token docs (AADSTS50001/500011 share it).
+    500011: (400, "invalid_resource",
+             "The resource principal named {resource} was not found in the tenant named {tenant}. This can "
+             "happen if the application has not been installed by the administrator of the tenant or consented "
+             "to by any user in the tenant. You might have sent your authentication request to the wrong tenant."),
+    # Text as captured in public reports (see README): client credentials need <resource>/.default.
+    1002012: (400, "invalid_scope",
+              "The provided value for scope {scope} is not valid. Client credential flows must have a scope value "
+              "with /.default suffixed to the resource identifier (application ID URI)."),
+    # reference-error-codes: BadResourceRequestInvalidRequest.
+    900561: (400, "invalid_request",
+             "The endpoint only accepts POST requests. Received a {verb} request."),
+    # InvalidRequestFormatDuplicatedParameter, captured on the token endpoint (MicrosoftDocs/azure-dev-docs#934).
+    9000411: (400, "invalid_request",
+              "The request is not properly formatted. The parameter '{param}' is duplicated."),
     700022: (400, "invalid_scope",
              "The provided value for the input parameter scope is not valid because it contains more than one "
              "resource. Scope {scope} is not valid."),
@@ -71,14 +87,15 @@ class AadError(Exception):
 
 def body(code, fields, now, trace_id, correlation_id, authority):
     """The JSON error body Entra returns: error, error_description (AADSTSnnnn: ... + trace lines),
-    error_codes, timestamp, trace_id, correlation_id, error_uri."""
+    error_codes, timestamp, trace_id, correlation_id, error_uri (as in reference-error-codes' example)."""
     status, error, template = CATALOG[code]
     try:
         text = template.format(**fields)
     except (KeyError, IndexError):
         text = template
     ts = util.aad_timestamp(now)
-    desc = "AADSTS%d: %s Trace ID: %s Correlation ID: %s Timestamp: %s" % (
+    # Layout of real bodies and of every example in the docs: the trace lines follow after CR LF.
+    desc = "AADSTS%d: %s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s" % (
         code, text, trace_id, correlation_id, ts)
     return status, {
         "error": error,

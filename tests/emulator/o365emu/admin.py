@@ -5,7 +5,6 @@ Plain HTTP on purpose: it is a loopback-only test control plane that the publish
 would add certificate plumbing to every test helper without protecting anything; keeping it on its own
 port also keeps control calls out of the API journal, throttling budgets and fault rules."""
 import http.server
-import json
 import sys
 import traceback
 import urllib.parse
@@ -49,15 +48,18 @@ class AdminHandler(http.server.BaseHTTPRequestHandler):
         self.dispatch()
 
     def body_json(self):
-        n = int(self.headers.get("Content-Length") or 0)
+        text = self.headers.get("Content-Length") or "0"
+        if not text.isdigit():
+            raise SeedError("Content-Length '%s' is not a non-negative number" % util.truncate(text, 32))
+        n = int(text)
         if n > 16 * 1024 * 1024:
             raise SeedError("admin request body too large")
         raw = self.rfile.read(n) if n else b""
         if not raw:
             return None
         try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            return util.strict_loads(raw)
+        except ValueError as e:
             raise SeedError("admin request body is not valid JSON: %s" % e)
 
     def dispatch(self):
@@ -90,7 +92,8 @@ class AdminHandler(http.server.BaseHTTPRequestHandler):
                 since = int(q.get("since", "0"))
                 return self.reply(200, emu.journal.read(since, q.get("kind")))
             if key == ("GET", "/faults"):
-                return self.reply(200, {"faults": emu.faults.list(), "throttle": emu.faults.throttle})
+                return self.reply(200, {"faults": emu.faults.list(), "throttle": emu.faults.throttle,
+                                        "throttle_windows": emu.faults.window_keys()})
             if key == ("POST", "/faults"):
                 rules = body if isinstance(body, list) else [body]
                 return self.reply(200, {"added": [emu.faults.add(r) for r in rules]})

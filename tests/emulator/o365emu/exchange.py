@@ -1,14 +1,20 @@
 """Exchange Online admin API: POST /adminapi/beta/{tenant}/InvokeCommand (and the cmdlet logic that
 $batch reuses). Envelopes follow the contract (section 2); the README marks what is [observed]."""
+import copy
 import hashlib
 import json
 import re
+import warnings
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from . import util
-from .state import MAILBOX_TYPES
+from . import state, util
+from .state import MAILBOX_TYPES, SYSTEM_MAILBOX
+
+# BER (indefinite-length) PKCS#7 is valid input (contract section 6); cryptography parses it after a
+# warning per value that would only clutter the emulator's log.
+warnings.filterwarnings("ignore", message="PKCS#7 certificates could not be parsed as DER")
 
 SERVER = "EMU01A001.PROD.OUTLOOK.COM"
 BYTE_ARRAY_TYPE = "#Collection(Exchange.ByteArrayType)"
@@ -67,26 +73,41 @@ def validation(message, outcome):
     return ExError(400, "BadRequest", "ExB36D2D", "Microsoft.Exchange.Data.DataValidationException", message, outcome)
 
 
-def parse_request(raw, headers, cfg):
+def _accepts_json(accept):
+    """True when an Accept header lists application/json (parameters such as odata.metadata allowed)."""
+    return any(p.split(";")[0].strip().lower() == "application/json" for p in accept.split(","))
+
+
+def parse_request(raw, headers, cfg, domain):
     """Checks headers and body of one InvokeCommand call. Returns (cmdlet, params) or raises
-    (status, body) through RequestError."""
+    (status, body) through RequestError. `domain` is the tenant's domain (X-AnchorMailbox)."""
+    for k, v in headers.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise RequestError(*request_error(400, "BadRequest", "Header '%s' must have a string value."
+                                              % util.truncate(str(k), 64)))
     ctype = (headers.get("Content-Type") or "").lower()
     if not ctype.startswith("application/json"):
         raise RequestError(*request_error(415, "UnsupportedMediaType",
-                                          "Content-Type must be application/json, got '%s'." % ctype))
+                                          "Content-Type must be application/json, got '%s'." % util.truncate(ctype, 64)))
     if cfg["strict_headers"]:
+        # What the ExchangeOnlineManagement module sends on every app-only call (contract section 2).
+        want = "UPN:%s@%s" % (SYSTEM_MAILBOX, domain)
         anchor = headers.get("X-AnchorMailbox")
-        if not anchor:
+        if anchor != want:
             raise RequestError(*request_error(400, "BadRequest",
-                                              "The X-AnchorMailbox header is required (UPN:SystemMailbox{bb558c35-"
-                                              "97f1-4cb9-8ff7-d53741dc928c}@<tenant domain> for app-only calls)."))
+                                              "The X-AnchorMailbox header must be '%s' for app-only calls (got %s)."
+                                              % (want, json.dumps(util.truncate(anchor, 128)))))
+        if headers.get("X-ResponseFormat") != "json":
+            raise RequestError(*request_error(400, "BadRequest", "The X-ResponseFormat header must be 'json'."))
+        if not _accepts_json(headers.get("Accept") or ""):
+            raise RequestError(*request_error(400, "BadRequest", "The Accept header must be application/json."))
         if not headers.get("client-request-id"):
             raise RequestError(*request_error(400, "BadRequest",
                                               "The client-request-id header is required by this emulator "
                                               "(strict_headers): send a UUID per request."))
     try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = util.strict_loads(raw)
+    except ValueError as e:
         raise RequestError(*request_error(400, "BadRequest", "The request body is not valid JSON: %s." % e))
     ci = doc.get("CmdletInput") if isinstance(doc, dict) else None
     if not isinstance(ci, dict) or not isinstance(ci.get("CmdletName"), str):
@@ -102,7 +123,8 @@ def parse_request(raw, headers, cfg):
         raise RequestError(*request_error(400, "BadRequest", "The X-CmdletName header is required."))
     if hdr.lower() != cmdlet.lower():
         raise RequestError(*request_error(400, "BadRequest", "The X-CmdletName header '%s' does not match "
-                                          "CmdletInput.CmdletName '%s'." % (hdr, cmdlet)))
+                                          "CmdletInput.CmdletName '%s'." % (util.truncate(hdr, 64),
+                                                                            util.truncate(cmdlet, 64))))
     return cmdlet, params
 
 
@@ -121,15 +143,24 @@ def canonical_cmdlet(name):
 
 def check_params(cmdlet, params):
     allowed = PARAMS[cmdlet]
+    seen = set()
     for k, v in params.items():
+        # PowerShell binds parameter names case-insensitively, so Identity and identity are one parameter
+        # given twice: a binding error, never "the last one wins".
+        if k.lower() in seen:
+            canon = next((a for a in allowed if a.lower() == k.lower().partition("@")[0]), k)
+            raise bad_param("Cannot bind parameter because parameter '%s' is specified more than once. To provide "
+                            "multiple values to parameters that can accept multiple values, use the array syntax."
+                            % util.truncate(canon, 64), "DuplicateParameter")
+        seen.add(k.lower())
         if "@" in k:
             base, _, ann = k.partition("@")
             if ann != "odata.type" or base not in allowed:
-                raise bad_param("A parameter cannot be found that matches parameter name '%s'." % k)
+                raise bad_param("A parameter cannot be found that matches parameter name '%s'." % util.truncate(k, 64))
             continue
         canon = next((a for a in allowed if a.lower() == k.lower()), None)
         if canon is None:
-            raise bad_param("A parameter cannot be found that matches parameter name '%s'." % k)
+            raise bad_param("A parameter cannot be found that matches parameter name '%s'." % util.truncate(k, 64))
         if not isinstance(v, allowed[canon]) or (isinstance(v, bool) and bool not in allowed[canon]):
             raise ExError(400, "BadRequest", "Ex4F4B7C",
                           "System.Management.Automation.ParameterBindingArgumentTransformationException",
@@ -177,17 +208,89 @@ def decode_values(params, attr, cfg):
     return out
 
 
-def _tagged_ok(der):
-    """MS-OXOABK 2.2.4.36 PidTagUserX509Certificate-style TLVs: 2-byte tag, 2-byte total length (LE)."""
-    pos = 0
+# MS-OXOABK 2.2.4.36 security settings (TAG, LENGTH incl. the 4-byte header, little-endian). Tags whose
+# DATA is an X.509 certificate: 0x0003 KeyExchangeCertificate, 0x0004 ChainCertificate (2.2.4.36.10,
+# may repeat), 0x0008 SignCertificate (2.2.4.36.9). The others carry no certificate (see README).
+X509_TAGS = {0x0003, 0x0004, 0x0008}
+TAGS = X509_TAGS | {0x0001, 0x0002, 0x0006, 0x0009, 0x000B, 0x0020, 0x0022}
+REPEATABLE_TAGS = {0x0004}
+
+
+def check_tagged(der):
+    """Raises ValueError unless `der` is a sequence of known MS-OXOABK settings that fills the value
+    exactly, no setting but ChainCertificate repeats, and it holds at least one certificate setting
+    whose DATA parses as X.509."""
+    pos, seen, certs = 0, set(), 0
     while pos < len(der):
         if pos + 4 > len(der):
-            return False
+            raise ValueError("truncated setting header at byte %d" % pos)
+        tag = int.from_bytes(der[pos:pos + 2], "little")
         length = int.from_bytes(der[pos + 2:pos + 4], "little")
+        if tag not in TAGS:
+            raise ValueError("unknown tag 0x%04X at byte %d" % (tag, pos))
+        if tag in seen and tag not in REPEATABLE_TAGS:
+            raise ValueError("tag 0x%04X repeats" % tag)
+        seen.add(tag)
         if length < 4 or pos + length > len(der):
-            return False
+            raise ValueError("setting 0x%04X has length %d past the value's end" % (tag, length))
+        if tag in X509_TAGS:
+            if length == 4:
+                raise ValueError("certificate setting 0x%04X is empty" % tag)
+            x509.load_der_x509_certificate(der[pos + 4:pos + length])
+            certs += 1
         pos += length
-    return True
+    if not certs:
+        raise ValueError("no certificate setting (0x0003, 0x0004 or 0x0008)")
+
+
+def _ber_end(der, pos, depth=0):
+    """Offset just past the BER/DER element starting at pos (definite or indefinite length); ValueError
+    on a truncated or malformed encoding. Depth-bounded: indefinite lengths nest."""
+    if depth > 32:
+        raise ValueError("BER nested too deep")
+    if pos + 2 > len(der):
+        raise ValueError("truncated element")
+    tag, i = der[pos], pos + 1
+    if tag & 0x1F == 0x1F:  # high tag number form
+        while True:
+            if i >= len(der):
+                raise ValueError("truncated tag")
+            i += 1
+            if not der[i - 1] & 0x80:
+                break
+    if i >= len(der):
+        raise ValueError("truncated length")
+    first = der[i]
+    i += 1
+    if first == 0x80:  # indefinite: constructed contents up to an end-of-contents (00 00)
+        if not tag & 0x20:
+            raise ValueError("indefinite length on a primitive element")
+        while True:
+            if i + 2 > len(der):
+                raise ValueError("missing end-of-contents")
+            if der[i] == 0 and der[i + 1] == 0:
+                return i + 2
+            i = _ber_end(der, i, depth + 1)
+    if first & 0x80:
+        n = first & 0x7F
+        if n == 0 or n > 4 or i + n > len(der):
+            raise ValueError("bad length field")
+        length = int.from_bytes(der[i:i + n], "big")
+        i += n
+    else:
+        length = first
+    if i + length > len(der):
+        raise ValueError("element longer than the value")
+    return i + length
+
+
+def check_pkcs7(der):
+    """Raises ValueError unless `der` is one CMS/PKCS#7 element (DER or BER) and nothing after it:
+    the outer length must account for every byte, then the SignedData must parse."""
+    end = _ber_end(der, 0)
+    if end != len(der):
+        raise ValueError("%d bytes after the PKCS#7 element" % (len(der) - end))
+    pkcs7.load_der_pkcs7_certificates(der)
 
 
 def check_value(attr, i, der):
@@ -195,9 +298,9 @@ def check_value(attr, i, der):
         if attr == "UserCertificate":
             x509.load_der_x509_certificate(der)
         elif der[0] == 0x30:
-            pkcs7.load_der_pkcs7_certificates(der)
-        elif not _tagged_ok(der):
-            raise ValueError("bad tagged format")
+            check_pkcs7(der)
+        else:
+            check_tagged(der)
     except Exception:  # any parse failure is the client's input error
         kind = "an X.509 certificate (DER)" if attr == "UserCertificate" else \
             "a PKCS#7 SignedData (DER/BER) or the MS-OXOABK tagged format"
@@ -207,7 +310,10 @@ def check_value(attr, i, der):
 FILTER_RE = re.compile(r"""\s*(\w+)\s+-(eq|ne|like)\s+(?:'((?:[^']|'')*)'|"((?:[^"]|"")*)")\s*""", re.I)
 
 
-def parse_filter(text):
+def parse_filter(text, max_chars):
+    if len(text) > max_chars:
+        raise bad_param("Cannot bind parameter 'Filter' to the target. The filter is %d characters long; at most %d "
+                        "are accepted." % (len(text), max_chars), "InvalidFilter")
     t = text.strip()
     while t.startswith("(") and t.endswith(")"):
         t = t[1:-1].strip()
@@ -217,7 +323,7 @@ def parse_filter(text):
         if not m:
             raise bad_param("Cannot bind parameter 'Filter' to the target. Exception setting \"Filter\": "
                             "\"Invalid filter syntax. For a description of the filter parameter syntax see the "
-                            "command help. \"%s\" at position 1.\"" % text, "InvalidFilter")
+                            "command help. \"%s\" at position 1.\"" % util.truncate(text, 128), "InvalidFilter")
         value = m.group(3).replace("''", "'") if m.group(3) is not None else m.group(4).replace('""', '"')
         clauses.append((m.group(1), m.group(2).lower(), value))
     return clauses
@@ -243,8 +349,7 @@ def match_filter(r, clauses):
         elif op == "ne":
             ok = value.lower() not in svals
         else:
-            rx = re.compile("^" + re.escape(value.lower()).replace(r"\*", ".*") + "$")
-            ok = any(rx.match(s) for s in svals)
+            ok = any(util.glob_match(value, s) for s in svals)
         if not ok:
             return False
     return True
@@ -266,7 +371,8 @@ def page_token(cmdlet, params, offset):
 def read_token(cmdlet, params, tok):
     try:
         d = json.loads(util.b64url_decode(tok))
-        if d["h"] == json.loads(util.b64url_decode(page_token(cmdlet, params, 0)))["h"] and isinstance(d["o"], int):
+        if d["h"] == json.loads(util.b64url_decode(page_token(cmdlet, params, 0)))["h"] and \
+                isinstance(d["o"], int) and not isinstance(d["o"], bool) and d["o"] >= 0:
             return d["o"]
     except (ValueError, KeyError, TypeError):
         pass
@@ -289,28 +395,32 @@ def invoke(tenant, cmdlet_name, params, ctx):
         check_params(cmdlet, params)
         ident = _param(params, "Identity")
         meta["identity"] = ident
+        types = CMDLET_TYPES[cmdlet]
+        if cmdlet.startswith("Get-"):
+            # Reads match on a snapshot taken under the lock and filter outside it: a slow -Filter or a
+            # huge result never holds up other requests.
+            with tenant.lock:
+                cfg = dict(tenant.config)
+                snapshot = [copy.copy(r) for r in tenant.recipients if types is None or r["RecipientTypeDetails"] in types]
+            body = _get(snapshot, cmdlet, params, ident, ctx, context, cfg)
+            return 200, body, meta
         with tenant.lock:
-            cfg = tenant.config
-            types = CMDLET_TYPES[cmdlet]
-            if cmdlet.startswith("Get-"):
-                body = _get(tenant, cmdlet, params, types, ident, ctx, context, cfg)
-                return 200, body, meta
-            return _set(tenant, cmdlet, params, types, ident, ctx, context, cfg, meta)
+            return _set(tenant, cmdlet, params, types, ident, ctx, context, tenant.config, meta)
     except ExError as e:
         meta["outcome"] = e.outcome
         return e.status, e.body(), meta
 
 
 def _candidates(tenant, types, ident):
-    found = tenant.find_recipients(ident)
+    found = state.match_identity(tenant.recipients, ident)
     return [r for r in found if types is None or r["RecipientTypeDetails"] in types]
 
 
-def _get(tenant, cmdlet, params, types, ident, ctx, context, cfg):
+def _get(recipients, cmdlet, params, ident, ctx, context, cfg):
     if ident is not None and _param(params, "Filter") is not None:
         raise bad_param("Parameter set cannot be resolved using the specified named parameters.", "InvalidParameter")
     if ident is not None:
-        rs = _candidates(tenant, types, ident)
+        rs = state.match_identity(recipients, ident)
         if not rs:
             raise not_found(ident)
         if len(rs) > 1:
@@ -318,10 +428,10 @@ def _get(tenant, cmdlet, params, types, ident, ctx, context, cfg):
                           "The operation couldn't be performed because '%s' matches multiple entries." % ident,
                           "Ambiguous")
     else:
-        rs = [r for r in tenant.recipients if types is None or r["RecipientTypeDetails"] in types]
+        rs = recipients
         f = _param(params, "Filter")
         if f is not None:
-            clauses = parse_filter(f)
+            clauses = parse_filter(f, cfg["max_filter_chars"])
             for prop, _, _ in clauses:
                 if _field(rs[0] if rs else {"ExternalDirectoryObjectId": 1}, prop) is None and \
                         prop.lower() not in {x.lower() for x in OUTPUT_FIELDS}:
@@ -332,10 +442,15 @@ def _get(tenant, cmdlet, params, types, ident, ctx, context, cfg):
     limit = len(rs)
     if isinstance(size, int) or (isinstance(size, str) and size.lower() != "unlimited"):
         try:
-            limit = min(limit, int(size))
+            n = int(size)
         except ValueError:
             raise bad_param("Cannot process argument transformation on parameter 'ResultSize'. '%s' is not "
-                            "'Unlimited' or a number." % size, "InvalidType")
+                            "'Unlimited' or a number." % util.truncate(size, 64), "InvalidType")
+        if n < 1:
+            raise bad_param("Cannot validate argument on parameter 'ResultSize'. The %d argument is less than the "
+                            "minimum allowed range of 1. Supply an argument that is greater than or equal to 1 and "
+                            "then try the command again." % n, "InvalidParameter")
+        limit = min(limit, n)
     offset = read_token(cmdlet, params, ctx["skiptoken"]) if ctx.get("skiptoken") else 0
     page = cfg["exchange_page_size"]
     chunk = rs[offset:min(offset + page, limit)]

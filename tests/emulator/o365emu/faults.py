@@ -130,6 +130,12 @@ class Faults:
             self.throttle = {"budget": cfg["budget"], "window_s": cfg["window_s"], "apis": list(apis)}
             self.windows = {}
 
+    def window_keys(self):
+        """[[app, tenant, api], ...] of the throttling windows that exist (tests prove which callers
+        have a budget)."""
+        with self.lock:
+            return [list(k) for k in self.windows]
+
     def take(self, app, tenant, api, now, default_limit, default_window):
         """Counts one request against the budget. Returns (allowed, limit, remaining, reset_s)."""
         with self.lock:

@@ -109,8 +109,17 @@ def _select(query):
     return out
 
 
-def get(tenant, path, query_string, base):
-    """Handles a Graph GET below /v1.0. Returns (status, body); raises GraphError."""
+ADVANCED_MSG = ("Operator 'eq' is not supported because the required parameters might be missing. Try adding "
+                "$count=true query parameter and ConsistencyLevel:eventual header. Refer to "
+                "https://aka.ms/graph-docs/advanced-queries for more information")
+# Application permissions that allow GET /users (learn.microsoft.com/graph/api/user-list, Permissions).
+READ_ROLES = {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+
+
+def get(tenant, path, query_string, base, headers=None):
+    """Handles a Graph GET below /v1.0. `headers`: the request's (or the batch sub-request's) headers,
+    case-insensitive get. Returns (status, body); raises GraphError."""
+    headers = headers or {}
     try:
         query = dict(urllib.parse.parse_qsl(query_string, keep_blank_values=True, strict_parsing=False))
     except ValueError:
@@ -122,6 +131,12 @@ def get(tenant, path, query_string, base):
     with tenant.lock:
         all_users = users(tenant)
         page_default = tenant.config["graph_page_size"]
+        advanced = {p.lower() for p in tenant.config["advanced_query_props"]}
+        max_filter = tenant.config["max_filter_chars"]
+    count = query.get("$count")
+    if count is not None and count not in ("true", "false"):
+        raise GraphError(400, "BadRequest", "Invalid value '%s' for $count; use true or false." % util.truncate(count, 32))
+    eventual = (headers.get("ConsistencyLevel") or "").lower() == "eventual"
     m = re.fullmatch(r"/users/([^/]+)", path)
     if m:
         key = urllib.parse.unquote(m.group(1)).lower()
@@ -136,7 +151,15 @@ def get(tenant, path, query_string, base):
         raise GraphError(400, "BadRequest", "Resource not found for the segment '%s'." % path.strip("/").split("/")[0])
     found = all_users
     if "$filter" in query:
+        if len(query["$filter"]) > max_filter:
+            raise GraphError(400, "BadRequest", "The $filter is %d characters long; at most %d are accepted."
+                             % (len(query["$filter"]), max_filter))
         groups = parse_filter(query["$filter"])
+        needs = [p for g in groups for p, _ in g if p in advanced]
+        if needs and not (eventual and count == "true"):
+            # aad-advanced-queries, "Error handling": a property supported only in advanced queries without
+            # ConsistencyLevel: eventual or $count=true is refused, not silently answered.
+            raise GraphError(400, "Request_UnsupportedQuery", ADVANCED_MSG)
         found = [u for u in found if _matches(u, groups)]
     page = page_default
     if "$top" in query:
@@ -153,9 +176,16 @@ def get(tenant, path, query_string, base):
             offset = json.loads(util.b64url_decode(query["$skiptoken"]))["o"]
         except (ValueError, KeyError, TypeError):
             raise GraphError(400, "BadRequest", "Invalid $skiptoken.")
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise GraphError(400, "BadRequest", "Invalid $skiptoken.")
     chunk = found[offset:offset + page]
     ctx = "%s/v1.0/$metadata#users" % base + ("(%s)" % ",".join(sel) if "$select" in query else "")
-    body = {"@odata.context": ctx, "value": [{p: u[p] for p in sel} for u in chunk]}
+    body = {"@odata.context": ctx}
+    if count == "true" and eventual:
+        # $count=true is honoured only with ConsistencyLevel: eventual; otherwise silently ignored
+        # (aad-advanced-queries, "Error handling for advanced queries").
+        body["@odata.count"] = len(found)
+    body["value"] = [{p: u[p] for p in sel} for u in chunk]
     if offset + page < len(found):
         q = [(k, v) for k, v in query.items() if k != "$skiptoken"]
         q.append(("$skiptoken", util.b64url_encode(util.dumps({"o": offset + page}))))

@@ -4,6 +4,7 @@ Request entries: seq, time, kind=request, request_id (client-request-id, or the 
 the client sent none), endpoint, method, path, app_id, cmdlet, identity, status, outcome, fault.
 Change entries: seq, time, kind=change, request_id, cmdlet, identity, recipient (ExternalDirectoryObjectId),
 attribute, before/after (SHA-256 of each value, in order), unchanged (true when the write was identical)."""
+import collections
 import threading
 
 from . import util
@@ -12,9 +13,13 @@ MAX_ENTRIES = 200000  # bounded: a runaway client cannot exhaust memory
 
 
 class Journal:
-    def __init__(self):
+    """Entries in a deque of at most max_entries (the oldest drop off in O(1)); every string field is
+    cut to util.TRUNCATE_AT characters, so a 4 MB Identity or path costs the journal a few hundred bytes."""
+
+    def __init__(self, max_entries=MAX_ENTRIES):
         self.lock = threading.Lock()
-        self.entries = []
+        self.max_entries = max_entries
+        self.entries = collections.deque(maxlen=max_entries)
         self.seq = 0
         self.dropped = 0
 
@@ -22,11 +27,10 @@ class Journal:
         with self.lock:
             self.seq += 1
             e = {"seq": self.seq, "time": util.iso(now), "kind": kind}
-            e.update(fields)
-            self.entries.append(e)
-            if len(self.entries) > MAX_ENTRIES:
-                del self.entries[0]
+            e.update({k: util.truncate(v) for k, v in fields.items()})
+            if len(self.entries) == self.max_entries:
                 self.dropped += 1
+            self.entries.append(e)
             return e
 
     def read(self, since=0, kind=None, limit=10000):
@@ -36,5 +40,5 @@ class Journal:
 
     def clear(self):
         with self.lock:
-            self.entries = []
+            self.entries.clear()
             self.dropped = 0

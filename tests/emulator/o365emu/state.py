@@ -33,7 +33,21 @@ DEFAULT_CONFIG = {
     "retry_after_format": "seconds",   # or "http-date" (Retry-After: <IMF-fixdate>)
     "rate_limit_limit": 10000,         # Rate-Limit-Limit advertised when no throttling model is set
     "rate_limit_window_s": 60,
+    # AADSTS code for a /.default scope of a resource the tenant does not know: 500011 (reference-error-codes,
+    # InvalidResourceServicePrincipalNotFound) or 70011 (the client-credentials doc's error example).
+    "unknown_scope_code": 500011,
+    # Graph user properties whose `eq` filter needs ConsistencyLevel: eventual + $count=true. Default: the
+    # filter table of learn.microsoft.com/graph/aad-advanced-queries (eq on onPremisesImmutableId is
+    # "Advanced"); the user resource page says only "Supports $filter (eq, ...)". See README.
+    "advanced_query_props": ["onPremisesImmutableId"],
+    "max_connections": 64,             # concurrent API connections; beyond it a new one is closed at once
+    "request_read_deadline_s": 30,     # whole request (TLS handshake, headers, body) must arrive within this
+    "max_filter_chars": 2048,          # Exchange -Filter / Graph $filter length limit
 }
+
+CONFIG_CHOICES = {"unknown_scope_code": (500011, 70011), "retry_after_format": ("seconds", "http-date")}
+# App roles the default resources know (token `roles` claim). An app without "roles" in the seed gets the
+# default roles of each resource, so seeds written before roles existed keep working.
 
 RECIPIENT_TYPES = {"UserMailbox", "SharedMailbox", "RoomMailbox", "EquipmentMailbox", "MailUser",
                    "MailContact", "GuestMailUser", "RemoteUserMailbox"}
@@ -102,7 +116,16 @@ def normalise_app(a):
     if not isinstance(a, dict) or not a.get("client_id"):
         raise SeedError("each app needs a client_id")
     out = {"client_id": a["client_id"], "display_name": a.get("display_name", a["client_id"]),
-           "secrets": [], "certificates": [], "resources": a.get("resources")}
+           "secrets": [], "certificates": [], "resources": a.get("resources"), "roles": None}
+    roles = a.get("roles")
+    if roles is not None:
+        # {"<resource prefix>": ["Exchange.ManageAsApp", ...]}: the app roles granted (admin-consented) to the
+        # app on that resource, what Entra puts in the access token's `roles` claim.
+        if not isinstance(roles, dict) or not all(isinstance(k, str) and isinstance(v, list) and
+                                                  all(isinstance(x, str) for x in v) for k, v in roles.items()):
+            raise SeedError("app %s: 'roles' must be {\"<resource, e.g. https://outlook.office365.com>\": "
+                            "[\"Exchange.ManageAsApp\", ...]}" % a["client_id"])
+        out["roles"] = {k.rstrip("/").lower(): list(v) for k, v in roles.items()}
     for s in _as_list(a.get("secrets"), "secrets"):
         if not isinstance(s, dict) or not isinstance(s.get("value"), str):
             raise SeedError("app %s: each secret needs a string 'value' (and optional 'expires' epoch seconds)"
@@ -113,6 +136,27 @@ def normalise_app(a):
             raise SeedError("app %s: certificates are PEM strings" % a["client_id"])
         out["certificates"].append(c)
     return out
+
+
+def check_config_value(k, v):
+    """Raises SeedError naming the key when v has the wrong type or is not one of the allowed values."""
+    d = DEFAULT_CONFIG[k]
+    if type(v) is not type(d):
+        raise SeedError("config key '%s' must be a %s" % (k, type(d).__name__))
+    if k in CONFIG_CHOICES and v not in CONFIG_CHOICES[k]:
+        raise SeedError("config key '%s' must be one of %s" % (k, list(CONFIG_CHOICES[k])))
+    if isinstance(v, list) and not all(isinstance(x, str) for x in v):
+        raise SeedError("config key '%s' must be a list of strings" % k)
+    if isinstance(v, int) and not isinstance(v, bool) and v < 0:
+        raise SeedError("config key '%s' must not be negative" % k)
+
+
+def app_roles(app, resource_prefix, resource):
+    """The roles claim of a token for `app` on a resource: the seed's roles for it, or the resource's
+    default roles when the app lists none."""
+    if app.get("roles") is None:
+        return list(resource.get("roles", []))
+    return list(app["roles"].get(resource_prefix.rstrip("/").lower(), []))
 
 
 class Tenant:
@@ -149,6 +193,7 @@ class Tenant:
         for k, v in (doc.get("config") or {}).items():
             if k not in DEFAULT_CONFIG:
                 raise SeedError("unknown config key '%s'; known keys: %s" % (k, sorted(DEFAULT_CONFIG)))
+            check_config_value(k, v)
             cfg[k] = v
         with self.lock:
             self.tenant_id = tid
@@ -195,24 +240,28 @@ class Tenant:
             for k, v in changes.items():
                 if k not in DEFAULT_CONFIG:
                     raise SeedError("unknown config key '%s'; known keys: %s" % (k, sorted(DEFAULT_CONFIG)))
-                if type(v) is not type(DEFAULT_CONFIG[k]):
-                    raise SeedError("config key '%s' must be a %s" % (k, type(DEFAULT_CONFIG[k]).__name__))
+                check_config_value(k, v)
                 self.config[k] = v
 
     # -- identity resolution ------------------------------------------------------------------------
     def find_recipients(self, identity):
-        """Recipients an Exchange -Identity value names (object id, GUID, UPN, any SMTP address, alias,
-        name, display name), case-insensitive as Exchange is."""
-        ident = identity.strip().lower()
-        out = []
-        for r in self.recipients:
-            keys = [r.get("ExternalDirectoryObjectId"), r.get("Guid"), r.get("UserPrincipalName"),
-                    r.get("PrimarySmtpAddress"), r.get("Alias"), r.get("Name"), r.get("DisplayName"),
-                    r.get("Identity")]
-            keys += [a.split(":", 1)[1] for a in r["EmailAddresses"] if ":" in a]
-            if any(k and str(k).lower() == ident for k in keys):
-                out.append(r)
-        return out
+        """Recipients an Exchange -Identity value names; see match_identity. Caller holds the lock."""
+        return match_identity(self.recipients, identity)
+
+
+def match_identity(recipients, identity):
+    """Recipients an Exchange -Identity value names (object id, GUID, UPN, any SMTP address, alias,
+    name, display name), case-insensitive as Exchange is."""
+    ident = identity.strip().lower()
+    out = []
+    for r in recipients:
+        keys = [r.get("ExternalDirectoryObjectId"), r.get("Guid"), r.get("UserPrincipalName"),
+                r.get("PrimarySmtpAddress"), r.get("Alias"), r.get("Name"), r.get("DisplayName"),
+                r.get("Identity")]
+        keys += [a.split(":", 1)[1] for a in r["EmailAddresses"] if ":" in a]
+        if any(k and str(k).lower() == ident for k in keys):
+            out.append(r)
+    return out
 
 
 def load_seed_file(path):

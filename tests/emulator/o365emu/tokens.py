@@ -4,8 +4,9 @@ Client assertions are verified for real with `cryptography`: RS256 + x5t (base64
 registered certificate's DER) or PS256 + x5t#S256, the signature with the registered certificate's
 public key, aud, iss = sub = client_id, nbf/exp with a configurable skew, a lifetime limit, jti reuse."""
 import hashlib
+import heapq
 import hmac
-import json
+import math
 import threading
 import urllib.parse
 
@@ -14,10 +15,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from . import util
+from . import state, util
 from .aadsts import AadError
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# JWT NumericDate values outside this range are refused: 0 .. 9999-12-31T23:59:59Z. Anything else is a
+# forged or broken assertion, and keeping it out also keeps time formatting and jti expiry finite.
+TIME_MIN, TIME_MAX = 0, 253402300799
+JTI_MAX = 100000            # assertion ids remembered at most; the soonest to expire go first
+ALLOWED_ALGS = ("RS256", "PS256")
 
 
 class Signer:
@@ -41,10 +47,10 @@ class Signer:
         if len(parts) != 3:
             raise ValueError("malformed")
         try:
-            header = json.loads(util.b64url_decode(parts[0]))
-            claims = json.loads(util.b64url_decode(parts[1]))
+            header = util.strict_loads(util.b64url_decode(parts[0]))
+            claims = util.strict_loads(util.b64url_decode(parts[1]))
             sig = util.b64url_decode(parts[2])
-        except (ValueError, UnicodeDecodeError):
+        except ValueError:
             raise ValueError("malformed")
         if not isinstance(header, dict) or header.get("alg") != "RS256" or not isinstance(claims, dict):
             raise ValueError("malformed")
@@ -57,24 +63,36 @@ class Signer:
 
 
 class JtiCache:
-    """Assertion ids seen, kept until their exp plus skew."""
+    """Assertion ids seen, kept until their exp plus skew. A heap orders them by expiry, so eviction
+    costs O(log n) per id instead of a scan of the whole cache per request, and the cache holds at
+    most JTI_MAX ids (the soonest to expire are dropped first)."""
 
-    def __init__(self):
+    def __init__(self, max_entries=JTI_MAX):
         self.lock = threading.Lock()
         self.seen = {}
+        self.heap = []   # (until, key)
+        self.max_entries = max_entries
 
     def check_and_add(self, key, until, now):
         with self.lock:
-            for k in [k for k, t in self.seen.items() if t < now]:
-                del self.seen[k]
+            while self.heap and (self.heap[0][0] < now or len(self.heap) >= self.max_entries):
+                t, k = heapq.heappop(self.heap)
+                if self.seen.get(k) == t:
+                    del self.seen[k]
             if key in self.seen:
                 return False
             self.seen[key] = until
+            heapq.heappush(self.heap, (until, key))
             return True
+
+    def __len__(self):
+        with self.lock:
+            return len(self.seen)
 
     def clear(self):
         with self.lock:
             self.seen.clear()
+            self.heap = []
 
 
 def _cert_thumbprints(pem):
@@ -84,26 +102,43 @@ def _cert_thumbprints(pem):
         hashlib.sha1(der).hexdigest().upper()
 
 
-def parse_scope(tenant, scope):
-    """Resource entry for a client-credentials scope, or AadError 70011 / 700022."""
+def parse_scope(tenant, scope, tenant_name):
+    """(resource prefix, resource entry) for a client-credentials scope, or AadError 1002012 (not
+    <resource>/.default), 500011 / 70011 (unknown resource, config unknown_scope_code), 700022 (two)."""
     items = scope.split()
     resources = set()
     for s in items:
         if not s.endswith("/.default"):
-            raise AadError(70011, scope=scope)
+            raise AadError(1002012, scope=scope)
+    for s in items:
         base = s[: -len("/.default")].rstrip("/").lower()
         match = None
-        for prefix, res in tenant.resources.items():
+        for prefix in tenant.resources:
             if prefix.rstrip("/").lower() == base:
                 match = prefix
         if match is None:
-            raise AadError(70011, scope=scope)
+            code = tenant.config["unknown_scope_code"]
+            raise AadError(code, scope=scope, resource=s[: -len("/.default")], tenant=tenant_name)
         resources.add(match)
     if not resources:
-        raise AadError(70011, scope=scope)
+        raise AadError(1002012, scope=scope)
     if len(resources) > 1:
         raise AadError(700022, scope=scope)
-    return tenant.resources[resources.pop()]
+    prefix = resources.pop()
+    return prefix, tenant.resources[prefix]
+
+
+def _numeric_date(claims, name):
+    """A JWT NumericDate claim as a number: None when absent; AadError 50027 when present but not a
+    finite number (bool is no number) inside [TIME_MIN, TIME_MAX]."""
+    if name not in claims:
+        return None
+    v = claims[name]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+            (isinstance(v, float) and not math.isfinite(v)) or not TIME_MIN <= v <= TIME_MAX:
+        raise AadError(50027, reason="The claim '%s' must be a NumericDate (seconds since 1970) between %d and %d"
+                       % (name, TIME_MIN, TIME_MAX))
+    return v
 
 
 def verify_assertion(tenant, app, assertion, token_urls, jti_cache, now):
@@ -113,34 +148,39 @@ def verify_assertion(tenant, app, assertion, token_urls, jti_cache, now):
     if len(parts) != 3:
         raise AadError(50027, reason="The client assertion does not have three parts")
     try:
-        header = json.loads(util.b64url_decode(parts[0]))
-        claims = json.loads(util.b64url_decode(parts[1]))
+        header = util.strict_loads(util.b64url_decode(parts[0]))
+        claims = util.strict_loads(util.b64url_decode(parts[1]))
         sig = util.b64url_decode(parts[2])
-    except (ValueError, UnicodeDecodeError):
-        raise AadError(50027, reason="The client assertion is not base64url-encoded JSON")
+    except ValueError as e:
+        raise AadError(50027, reason="The client assertion is not base64url-encoded JSON (%s)" % util.truncate(str(e), 80))
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise AadError(50027, reason="The client assertion header and payload must be JSON objects")
     alg = header.get("alg")
     x5t = header.get("x5t")
     x5t256 = header.get("x5t#S256")
-    shown = x5t256 or x5t or ""
-    if alg == "RS256":
-        pad = padding.PKCS1v15()
-    elif alg == "PS256":
+    for name, v in (("alg", alg), ("x5t", x5t), ("x5t#S256", x5t256)):
+        if v is not None and not isinstance(v, str):
+            raise AadError(50027, reason="The header '%s' must be a string" % name)
+    shown = util.truncate(x5t256 or x5t or "", 64)
+    if alg not in ALLOWED_ALGS:
+        raise AadError(700027, reason="Unsupported signing algorithm '%s' (use RS256 or PS256)" % util.truncate(alg, 32),
+                       thumbprint=shown, client_id=cid)
+    if alg == "PS256":
         # Entra documents PS256 with x5t#S256; the salt length equals the digest length (32).
         pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
         if not x5t256:
             raise AadError(700027, reason="PS256 requires the x5t#S256 header", thumbprint=shown, client_id=cid)
-    else:
-        raise AadError(700027, reason="Unsupported signing algorithm '%s' (use RS256 or PS256)" % alg,
-                       thumbprint=shown, client_id=cid)
+    else:  # RS256, the only other algorithm ALLOWED_ALGS lets through
+        pad = padding.PKCS1v15()
     if not x5t and not x5t256:
         raise AadError(700027, reason="The key was not found. The header carries neither x5t nor x5t#S256",
                        thumbprint="", client_id=cid)
     cert = None
     for pem in app["certificates"]:
         c, t1, t256, hex1 = _cert_thumbprints(pem)
-        if (x5t256 and hmac.compare_digest(t256, x5t256)) or (x5t and not x5t256 and hmac.compare_digest(t1, x5t)):
+        # Compared as bytes: compare_digest refuses non-ASCII str, and a thumbprint is ASCII base64url.
+        if (x5t256 and hmac.compare_digest(t256.encode(), x5t256.encode("utf-8"))) or \
+                (x5t and not x5t256 and hmac.compare_digest(t1.encode(), x5t.encode("utf-8"))):
             cert = c
             shown = hex1
     if cert is None:
@@ -157,20 +197,24 @@ def verify_assertion(tenant, app, assertion, token_urls, jti_cache, now):
         raise AadError(700021)
     cfg = tenant.config
     skew = cfg["assertion_skew_s"]
-    exp = claims.get("exp")
-    nbf = claims.get("nbf", claims.get("iat"))
-    fmt = lambda t: util.aad_time_7(t) if isinstance(t, (int, float)) else "0001-01-01T00:00:00.0000000Z"
-    bad_time = not isinstance(exp, (int, float)) or isinstance(exp, bool) or \
-        (nbf is not None and (not isinstance(nbf, (int, float)) or isinstance(nbf, bool)))
-    if bad_time or now > exp + skew or (nbf is not None and now + skew < nbf) or \
-            (nbf is not None and exp - nbf > cfg["assertion_max_lifetime_s"]):
-        raise AadError(700024, now=util.aad_time_7(now), nbf=fmt(nbf if nbf is not None else 0), exp=fmt(exp))
+    exp = _numeric_date(claims, "exp")
+    nbf = _numeric_date(claims, "nbf")
+    iat = _numeric_date(claims, "iat")
+    if exp is None:
+        raise AadError(50027, reason="The client assertion has no exp claim")
+    start = nbf if nbf is not None else iat
+    if start is None:
+        # certificate-credentials lists nbf (and iat) among the claims: without either the lifetime
+        # cannot be checked, so the assertion is refused rather than trusted for ever.
+        raise AadError(50027, reason="The client assertion has neither an nbf nor an iat claim")
+    if now > exp + skew or now + skew < start or exp <= start or exp - start > cfg["assertion_max_lifetime_s"]:
+        raise AadError(700024, now=util.aad_time_7(now), nbf=util.aad_time_7(start), exp=util.aad_time_7(exp))
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti:
         raise AadError(50027, reason="The client assertion has no jti claim")
     if not jti_cache.check_and_add((cid, jti), exp + skew, now):
         # Entra documents jti as unique but not the code of a replay: the emulator's choice, see README.
-        raise AadError(700027, reason="The jti '%s' was already used; each assertion must be new" % jti,
+        raise AadError(700027, reason="The jti '%s' was already used; each assertion must be new" % util.truncate(jti, 64),
                        thumbprint=shown, client_id=cid)
 
 
@@ -184,8 +228,10 @@ def verify_secret(app, secret, now):
     raise AadError(7000215, client_id=cid)
 
 
-def token_request(tenant, signer, jti_cache, tenant_name, content_type, raw_body, token_urls):
-    """Handles POST /{tenant}/oauth2/v2.0/token. Returns the success body; raises AadError."""
+def token_request(tenant, signer, jti_cache, tenant_name, content_type, raw_body, token_urls, throttle=None):
+    """Handles POST /{tenant}/oauth2/v2.0/token. Returns (success body, client id); raises AadError.
+    throttle(client_id) -> None or seconds to wait: called once the app is known to be registered, so an
+    unknown or forged client_id never gets (or creates) a throttling budget."""
     with tenant.lock:
         now = tenant.now()
         if not tenant.knows_tenant(tenant_name):
@@ -193,21 +239,30 @@ def token_request(tenant, signer, jti_cache, tenant_name, content_type, raw_body
         if not (content_type or "").lower().startswith("application/x-www-form-urlencoded"):
             raise AadError(900144, param="grant_type")
         try:
-            form = urllib.parse.parse_qs(raw_body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            pairs = urllib.parse.parse_qsl(raw_body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
         except UnicodeDecodeError:
             raise AadError(900144, param="grant_type")
-        f = {k: v[0] for k, v in form.items()}
+        f = {}
+        for k, v in pairs:
+            if k in f:
+                # RFC 6749 3.1: parameters MUST NOT be included more than once; Entra answers 9000411.
+                raise AadError(9000411, param=util.truncate(k, 64))
+            f[k] = v
         grant = f.get("grant_type")
         if not grant:
             raise AadError(900144, param="grant_type")
         if grant != "client_credentials":
-            raise AadError(70003, grant=grant)
+            raise AadError(70003, grant=util.truncate(grant, 64))
         cid = f.get("client_id")
         if not cid:
             raise AadError(900144, param="client_id")
         app = tenant.apps.get(cid)
         if app is None:
-            raise AadError(700016, client_id=cid, tenant=tenant_name)
+            raise AadError(700016, client_id=util.truncate(cid, 64), tenant=tenant_name)
+        if throttle is not None:
+            wait = throttle(cid)
+            if wait is not None:
+                raise AadError(90055, retry_after=wait)
         if f.get("client_assertion") is not None or f.get("client_assertion_type") is not None:
             if f.get("client_assertion_type") != JWT_BEARER:
                 raise AadError(50027, reason="client_assertion_type must be " + JWT_BEARER)
@@ -223,16 +278,16 @@ def token_request(tenant, signer, jti_cache, tenant_name, content_type, raw_body
         scope = f.get("scope")
         if not scope:
             raise AadError(900144, param="scope")
-        res = parse_scope(tenant, scope)
+        prefix, res = parse_scope(tenant, scope, tenant_name)
         lifetime = tenant.config["token_lifetime_s"]
         iat = int(now)
         claims = {"aud": res["aud"], "iss": "https://sts.windows.net/%s/" % tenant.tenant_id, "iat": iat,
                   "nbf": iat, "exp": iat + lifetime, "appid": cid, "appidacr": "2" if cred == "certificate" else "1",
-                  "idtyp": "app", "oid": util.new_guid(), "roles": list(res.get("roles", [])),
+                  "idtyp": "app", "oid": util.new_guid(), "roles": state.app_roles(app, prefix, res),
                   "tid": tenant.tenant_id, "uti": util.b64url_encode(util.new_guid().encode())[:22], "ver": "1.0"}
         token = signer.sign(claims)
-    return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
-            "access_token": token}, cid
+    # The success example of v2-oauth2-client-creds-grant-flow: token_type, expires_in, access_token.
+    return {"token_type": "Bearer", "expires_in": lifetime, "access_token": token}, cid
 
 
 class AuthFailure(Exception):
@@ -262,7 +317,7 @@ def check_bearer(tenant, signer, authorization, api):
         if str(claims.get("aud", "")).lower() not in auds:
             raise AuthFailure("audience", "Access token validation failure. Invalid audience.")
         exp, nbf = claims.get("exp"), claims.get("nbf")
-        if not isinstance(exp, (int, float)) or now > exp + skew or (isinstance(nbf, (int, float)) and now + skew < nbf):
+        if not isinstance(exp, int) or not isinstance(nbf, int) or now > exp + skew or now + skew < nbf:
             raise AuthFailure("expired", "Access token has expired or is not yet valid.")
         if claims.get("tid") != tenant.tenant_id:
             raise AuthFailure("tenant", "Access token validation failure. Invalid tenant.")

@@ -8,8 +8,10 @@ import base64
 import hashlib
 import json
 import os
+import socket
+import ssl
 import subprocess
-import tempfile
+import sys
 import time
 import urllib.request
 import uuid
@@ -18,6 +20,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EMU_DIR = os.path.dirname(HERE)
+sys.path.insert(0, EMU_DIR)  # unit tests import o365emu modules directly
 ANCHOR = "UPN:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@contoso.onmicrosoft.com"
 EXO_SCOPE = "https://outlook.office365.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -125,8 +128,10 @@ class Emu:
         return subprocess.run(["openssl", "x509", "-in", pem, "-outform", "DER"], capture_output=True,
                               check=True).stdout
 
-    def assertion(self, alg="RS256", cert=None, key=None, claims=None, header=None, drop=()):
-        """A client assertion JWT signed with openssl (dgst -sign; PSS with saltlen 32 for PS256)."""
+    def assertion(self, alg="RS256", cert=None, key=None, claims=None, header=None, drop=(), raw_claims=None,
+                  digest="sha256", saltlen=32):
+        """A client assertion JWT signed with openssl (dgst -sign; PSS with saltlen 32 for PS256).
+        raw_claims: the payload JSON text as given (for values json.dumps cannot write, e.g. 1e400)."""
         cert = cert or self.env["O365_CLIENT_CERT_FILE"]
         key = key or self.env["O365_CLIENT_KEY_FILE"]
         der = self.der(cert)
@@ -143,10 +148,11 @@ class Emu:
         for k in drop:
             h.pop(k, None)
             c.pop(k, None)
-        signing_input = b64url(json.dumps(h).encode()) + "." + b64url(json.dumps(c).encode())
-        cmd = ["openssl", "dgst", "-sha256", "-sign", key]
+        payload = raw_claims.encode() if raw_claims is not None else json.dumps(c).encode()
+        signing_input = b64url(json.dumps(h).encode()) + "." + b64url(payload)
+        cmd = ["openssl", "dgst", "-" + digest, "-sign", key]
         if alg == "PS256":
-            cmd += ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"]
+            cmd += ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:%d" % saltlen]
         sig = subprocess.run(cmd, input=signing_input.encode(), capture_output=True, check=True).stdout
         return signing_input + "." + b64url(sig)
 
@@ -171,6 +177,34 @@ class Emu:
         h = {"Authorization": "Bearer " + (token or self.secret_token(GRAPH_SCOPE))}
         h.update(headers or {})
         return self.curl("GET", self.url + "/v1.0" + path_query, headers=h)
+
+    def tls_socket(self, timeout=10):
+        """A TLS connection to the API (verified against the test CA), for requests curl will not send."""
+        host, port = self.url[len("https://"):].split(":")
+        ctx = ssl.create_default_context(cafile=self.ca)
+        ctx.check_hostname = False
+        raw = socket.create_connection((host, int(port)), timeout=timeout)
+        return ctx.wrap_socket(raw, server_hostname=host)
+
+    def raw(self, request_bytes, timeout=10):
+        """Sends bytes as they are and returns (status, headers, body) of the answer."""
+        with self.tls_socket(timeout) as s:
+            s.sendall(request_bytes)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                head, sep, body = data.partition(b"\r\n\r\n")
+                if sep:
+                    hs = {}
+                    for line in head.decode("latin-1").split("\r\n")[1:]:
+                        k, _, v = line.partition(":")
+                        hs[k.strip().lower()] = v.strip()
+                    if len(body) >= int(hs.get("content-length", "0")):
+                        return int(head.split(b" ")[1]), hs, body
+        raise AssertionError("connection closed before a full response: %r" % data[:200])
 
     def journal(self, kind=None, since=0):
         q = "?since=%d" % since + ("&kind=%s" % kind if kind else "")

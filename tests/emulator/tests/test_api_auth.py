@@ -68,3 +68,41 @@ def test_short_lifetime_without_skew(emu):
     assert emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={"Authorization": "Bearer " + tok}).status == 200
     emu.admin("PUT", "/clock", {"offset_s": 3})
     assert emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={"Authorization": "Bearer " + tok}).status == 401
+
+
+def test_api_clock_skew_boundary(emu):
+    """exp + 300 s skew: 2 s inside is accepted, 2 s outside refused, on both APIs (kills a skew of 0
+    or a doubled skew)."""
+    emu.admin("PUT", "/config", {"token_lifetime_s": 100})
+    emu._tokens.clear()
+    exo, graph = emu.secret_token(EXO_SCOPE), emu.secret_token(GRAPH_SCOPE)
+    emu.admin("PUT", "/clock", {"offset_s": 100 + 300 - 2})
+    assert emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={"Authorization": "Bearer " + exo}).status == 200
+    assert emu.graph("/users?$select=id", token=graph).status == 200
+    emu.admin("PUT", "/clock", {"offset_s": 100 + 300 + 2})
+    assert_exo_401(emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={"Authorization": "Bearer " + exo}), "expired")
+    assert_graph_401(emu.graph("/users?$select=id", token=graph), "Access token has expired or is not yet valid.")
+
+
+def test_api_nbf_boundary(emu):
+    """A token used before its nbf: within the skew accepted, beyond it refused."""
+    exo = emu.secret_token(EXO_SCOPE)
+    emu.admin("PUT", "/clock", {"offset_s": -(300 - 2)})
+    assert emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={"Authorization": "Bearer " + exo}).status == 200
+    emu.admin("PUT", "/clock", {"offset_s": -(300 + 2)})
+    assert_exo_401(emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={"Authorization": "Bearer " + exo}), "expired")
+
+
+def test_url_tenant_and_token_tenant(emu):
+    exo, graph_tok = emu.secret_token(EXO_SCOPE), emu.secret_token(GRAPH_SCOPE)
+    h = {"Authorization": "Bearer " + exo}
+    # A tenant the emulator does not know in the URL.
+    url = emu.invoke_url.replace(emu.tid, "fabrikam.onmicrosoft.com")
+    assert_exo_401(emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers=h, url=url), "tenant")
+    # The token was issued for another tenant (tid) than the one the URL names: reseed under a new id.
+    doc = json.load(open(emu.env["O365_CLIENT_CERT_FILE"].rsplit("/", 1)[0] + "/seed.json"))
+    doc["tenant_id"] = "0b0b0b0b-0000-4000-8000-00000000000b"
+    assert emu.admin("POST", "/seed", doc)[0] == 200
+    url = emu.invoke_url.replace(emu.tid, doc["tenant_id"])
+    assert_exo_401(emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers=h, url=url), "Invalid tenant")
+    assert_graph_401(emu.graph("/users?$select=id", token=graph_tok), "Access token validation failure. Invalid tenant.")

@@ -1,11 +1,20 @@
 """Exchange admin API: InvokeCommand reads and writes with state and journal, validation, write scope,
 value limits and parsing, the error envelopes, Rate-Limit headers and paging."""
 import base64
+import datetime
 import hashlib
 import json
+import subprocess
+import threading
+import time
 import uuid
 
-from conftest import byte_array, cert_value, pkcs7_value
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from conftest import ANCHOR, byte_array, cert_value, pkcs7_value
 
 ALICE = "alice@contoso.onmicrosoft.com"
 BOB = "bob@contoso.onmicrosoft.com"
@@ -142,12 +151,56 @@ def test_smime_certificate_must_parse_as_pkcs7(emu):
     assert_ex_error(r, 400, "BadRequest", "Microsoft.Exchange.Data.DataValidationException", "not a PKCS#7")
 
 
+def tlv(tag, data):
+    """One MS-OXOABK 2.2.4.36 setting: TAG, LENGTH (incl. the 4-byte header), both little-endian."""
+    return tag.to_bytes(2, "little") + (len(data) + 4).to_bytes(2, "little") + data
+
+
+def set_smime(emu, raw_values):
+    return emu.invoke("Set-Mailbox", dict({"Identity": ALICE}, **byte_array(
+        "UserSMimeCertificate", [base64.b64encode(v).decode() for v in raw_values])))
+
+
 def test_smime_tagged_format_accepted(emu):
     der = base64.b64decode(cert_value(emu))
-    tagged = (0x3003).to_bytes(2, "little") + (len(der) + 4).to_bytes(2, "little") + der  # one TLV
-    r = emu.invoke("Set-Mailbox", dict({"Identity": ALICE}, **byte_array("UserSMimeCertificate",
-                                                                          [base64.b64encode(tagged).decode()])))
+    # Version, KeyExchangeCertificate (0x0003), SignCertificate (0x0008), ChainCertificate (0x0004) twice.
+    tagged = tlv(0x0001, b"\x01\x00\x00\x00") + tlv(0x0003, der) + tlv(0x0008, der) + tlv(0x0004, der) + tlv(0x0004, der)
+    r = set_smime(emu, [tagged])
     assert r.status == 200, r.raw
+
+
+def test_smime_tagged_format_is_checked(emu):
+    der = base64.b64decode(cert_value(emu))
+    bad = {"unknown tag": tlv(0x3003, der),
+           "certificate element not X.509": tlv(0x0003, b"\x30\x03\x02\x01\x01"),
+           "no certificate element": tlv(0x0001, b"\x01\x00\x00\x00"),
+           "non-repeatable tag repeated": tlv(0x0003, der) + tlv(0x0003, der),
+           "trailing bytes": tlv(0x0003, der) + b"\x01"}
+    for why, value in bad.items():
+        r = set_smime(emu, [value])
+        assert_ex_error(r, 400, "BadRequest", "Microsoft.Exchange.Data.DataValidationException", "not a PKCS#7"), why
+
+
+def test_pkcs7_with_trailing_garbage_refused(emu):
+    p7 = base64.b64decode(pkcs7_value(emu))
+    assert set_smime(emu, [p7]).status == 200
+    for tail in (b"\x00", b"GARBAGE", p7):
+        r = set_smime(emu, [p7 + tail])
+        assert_ex_error(r, 400, "BadRequest", "Microsoft.Exchange.Data.DataValidationException", "not a PKCS#7")
+
+
+def test_pkcs7_ber_indefinite_length_accepted(emu, tmp_path):
+    # S/MIME signed "Empty Body" streamed: openssl writes BER with indefinite lengths.
+    msg = tmp_path / "m.txt"
+    msg.write_text("Empty Body")
+    out = tmp_path / "s.der"
+    subprocess.run(["openssl", "smime", "-sign", "-stream", "-nodetach", "-in", str(msg), "-signer",
+                    emu.env["O365_CLIENT_CERT_FILE"], "-inkey", emu.env["O365_CLIENT_KEY_FILE"], "-outform", "DER",
+                    "-out", str(out)], check=True, capture_output=True)
+    ber = out.read_bytes()
+    assert ber[1] == 0x80  # indefinite length
+    assert set_smime(emu, [ber]).status == 200
+    assert set_smime(emu, [ber + b"\x00\x00"]).status == 400
 
 
 def test_byte_array_encoding_enforced(emu):
@@ -242,3 +295,187 @@ def test_never_a_traceback(emu):
     r = emu.curl("POST", emu.invoke_url, headers=emu.exo_headers("Get-Mailbox"),
                  data=json.dumps({"CmdletInput": {"CmdletName": "Get-Mailbox", "Parameters": [1]}}))
     assert r.status == 400
+
+
+# --- value limits -----------------------------------------------------------------------------------
+
+def cert_of_size(n):
+    """A self-signed Ed25519 certificate whose DER is exactly n bytes (padded by a private extension)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "size test")])
+    pad = n - 300
+    for _ in range(10):
+        der = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(1).not_valid_before(datetime.datetime(2024, 1, 1))
+               .not_valid_after(datetime.datetime(2034, 1, 1))
+               .add_extension(x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"A" * pad),
+                              critical=False)
+               .sign(key, None).public_bytes(serialization.Encoding.DER))
+        if len(der) == n:
+            return der
+        pad += n - len(der)
+    raise AssertionError("could not build a %d-byte certificate" % n)
+
+
+def test_value_limit_is_32768_bytes(emu):
+    ok = base64.b64encode(cert_of_size(32768)).decode()
+    assert emu.invoke("Set-Mailbox", dict({"Identity": ALICE}, **byte_array("UserCertificate", [ok]))).status == 200
+    big = base64.b64encode(cert_of_size(32769)).decode()
+    r = emu.invoke("Set-Mailbox", dict({"Identity": ALICE}, **byte_array("UserCertificate", [big])))
+    assert_ex_error(r, 400, "BadRequest", "Microsoft.Exchange.Data.DataValidationException", "1..32768 bytes")
+
+
+def test_certificate_element_is_exactly_data(emu):
+    v = cert_value(emu)
+    for el in ({"Data": v, "Extra": 1}, {"data": v}, {}):
+        r = emu.invoke("Set-Mailbox", {"Identity": ALICE, "UserCertificate": [el],
+                                       "UserCertificate@odata.type": "#Collection(Exchange.ByteArrayType)"})
+        assert_ex_error(r, 400, "BadRequest",
+                        "System.Management.Automation.ParameterBindingArgumentTransformationException", "Data")
+
+
+# --- -Filter: linear -like, length cap, snapshot ------------------------------------------------------
+
+def test_like_pattern_is_linear_and_does_not_block_others(emu):
+    """'********Q' made the regex matcher backtrack for 24 s under the tenant lock."""
+    long_addr = "smtp:" + "a" * 3000 + "@contoso.com"
+    emu.admin("POST", "/state/recipients", {"UserPrincipalName": "long@contoso.onmicrosoft.com",
+                                            "EmailAddresses": [long_addr] * 5})
+    results = {}
+
+    def slow():
+        results["like"] = emu.invoke("Get-Recipient", {"Filter": "EmailAddresses -like '********************Q'"})
+    t = threading.Thread(target=slow)
+    t0 = time.monotonic()
+    t.start()
+    other = emu.invoke("Get-Mailbox", {"Identity": ALICE})
+    t.join(30)
+    assert other.status == 200
+    assert results["like"].status == 200 and results["like"].json()["value"] == []
+    assert time.monotonic() - t0 < 5
+    r = emu.invoke("Get-Recipient", {"Filter": "PrimarySmtpAddress -like 'ali*@*.onmicrosoft.*'"})
+    assert [v["PrimarySmtpAddress"] for v in r.json()["value"]] == [ALICE]
+
+
+def test_filter_length_is_capped(emu):
+    f = "PrimarySmtpAddress -eq '%s'" % ("x" * 2100)
+    r = emu.invoke("Get-Recipient", {"Filter": f})
+    assert_ex_error(r, 400, "BadRequest", "System.Management.Automation.ParameterBindingException", "at most 2048")
+
+
+# --- parameters --------------------------------------------------------------------------------------
+
+def test_duplicate_parameter_refused(emu):
+    r = emu.invoke("Set-Mailbox", dict({"Identity": ALICE, "identity": BOB}, **byte_array("UserCertificate", [])))
+    assert_ex_error(r, 400, "BadRequest", "System.Management.Automation.ParameterBindingException",
+                    "parameter 'Identity' is specified more than once")
+    assert emu.journal("change") == []
+    # The same key twice in the JSON text (the last would silently win in most parsers).
+    body = '{"CmdletInput":{"CmdletName":"Get-Mailbox","Parameters":{"Identity":"%s","Identity":"%s"}}}' % (ALICE, BOB)
+    r = emu.curl("POST", emu.invoke_url, headers=emu.exo_headers("Get-Mailbox"), data=body)
+    assert_request_error(r, 400, "duplicate key 'Identity'")
+
+
+def test_result_size_must_be_positive(emu):
+    for size in (-1, 0, "-5"):
+        r = emu.invoke("Get-Mailbox", {"ResultSize": size})
+        assert_ex_error(r, 400, "BadRequest", "System.Management.Automation.ParameterBindingException", "ResultSize")
+    assert emu.invoke("Get-Mailbox", {"ResultSize": 1}).status == 200
+
+
+def test_negative_skiptoken_refused(emu):
+    emu.admin("PUT", "/config", {"exchange_page_size": 2})
+    nxt = emu.invoke("Get-Mailbox", {}).json()["@odata.nextLink"]
+    tok = nxt.split("%24skiptoken=")[1]
+    d = json.loads(base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4)))
+    for o in (-2, True):
+        d["o"] = o
+        bad = base64.urlsafe_b64encode(json.dumps(d, separators=(",", ":")).encode()).decode().rstrip("=")
+        r = emu.invoke("Get-Mailbox", {}, url=nxt.split("?")[0] + "?%24skiptoken=" + bad)
+        assert_ex_error(r, 400, "BadRequest", "System.Management.Automation.ParameterBindingException", "skiptoken")
+
+
+# --- strict headers ---------------------------------------------------------------------------------
+
+def test_strict_headers_are_exact(emu):
+    wrong = {"X-AnchorMailbox": ["UPN:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@fabrikam.onmicrosoft.com",
+                                 "UPN:admin@contoso.onmicrosoft.com", ANCHOR.lower(), ANCHOR[len("UPN:"):]],
+             "X-ResponseFormat": [None, "xml"],
+             "Accept": [None, "text/html", "application/xml"]}
+    for h, values in wrong.items():
+        for v in values:
+            assert_request_error(emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={h: v}), 400, h)
+    assert emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={"Accept": "application/json;odata.metadata=minimal"}).status == 200
+    emu.admin("PUT", "/config", {"strict_headers": False})
+    assert emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={"X-AnchorMailbox": None, "Accept": None}).status == 200
+
+
+# --- malformed requests get the envelope, never a 500 -----------------------------------------------
+
+def test_deeply_nested_json_is_a_bad_request(emu):
+    r = emu.curl("POST", emu.invoke_url, headers=emu.exo_headers("Get-Mailbox"), data="[" * 100000 + "]" * 100000)
+    assert_request_error(r, 400, "not valid JSON")
+    assert r.header("rate-limit-limit") is not None
+
+
+def test_nan_in_body_is_a_bad_request(emu):
+    body = '{"CmdletInput":{"CmdletName":"Get-Mailbox","Parameters":{"ResultSize":NaN}}}'
+    assert_request_error(emu.curl("POST", emu.invoke_url, headers=emu.exo_headers("Get-Mailbox"), data=body),
+                         400, "not valid JSON")
+
+
+# --- Rate-Limit-* on every answer, Content-Length -----------------------------------------------------
+
+def test_rate_limit_headers_on_400_401_and_403(emu):
+    rs = [emu.curl("POST", emu.invoke_url, headers=emu.exo_headers("Get-Mailbox"), data="{not json"),
+          emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={"Authorization": None}),
+          emu.invoke("Get-Mailbox", {"Identity": ALICE}, headers={"X-CmdletName": None})]
+    assert [r.status for r in rs] == [400, 401, 400]
+    for r in rs:
+        for h in ("rate-limit-limit", "rate-limit-remaining", "rate-limit-reset"):
+            assert r.header(h) is not None, (r.status, h)
+
+
+def test_negative_content_length_is_400(emu):
+    tok = emu.secret_token()
+    for cl in ("-1", "+2", "1e3"):
+        req = ("POST /adminapi/beta/%s/InvokeCommand HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Content-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n{}"
+               % (emu.tid, tok, cl)).encode()
+        status, headers, body = emu.raw(req)
+        assert status == 400, (cl, status, body)
+        assert "Content-Length" in json.loads(body)["error"]["message"]
+        assert "rate-limit-limit" in headers
+
+
+# --- app roles ---------------------------------------------------------------------------------------
+
+def seed_with_roles(emu, roles):
+    """The running seed with the test app's roles replaced (roles None: the resource defaults)."""
+    doc = json.load(open(emu.env["O365_CLIENT_CERT_FILE"].rsplit("/", 1)[0] + "/seed.json"))
+    for a in doc["apps"]:
+        if a["client_id"] == emu.cid:
+            if roles is None:
+                a.pop("roles", None)
+            else:
+                a["roles"] = roles
+    assert emu.admin("POST", "/seed", doc)[0] == 200
+
+
+def test_exchange_needs_manage_as_app_role(emu):
+    seed_with_roles(emu, {"https://outlook.office365.com": ["full_access_as_app"],
+                          "https://graph.microsoft.com": ["User.Read.All"]})
+    emu._tokens.clear()
+    r = emu.invoke("Get-Mailbox", {"Identity": ALICE})
+    assert r.status == 403, r.raw
+    e = r.json()["error"]
+    assert e["code"] == "Unauthorized" and "Exchange.ManageAsApp" in e["message"]
+    assert e["innererror"]["type"] == "Microsoft.Exchange.Admin.OData.Core.ODataServiceException"
+    assert r.header("rate-limit-limit") is not None
+    g = emu.graph("/users?$select=id")
+    assert g.status == 200
+    seed_with_roles(emu, {"https://outlook.office365.com": ["Exchange.ManageAsApp"]})
+    emu._tokens.clear()
+    assert emu.invoke("Get-Mailbox", {"Identity": ALICE}).status == 200
+    g = emu.graph("/users?$select=id")
+    assert g.status == 403 and g.json()["error"]["code"] == "Authorization_RequestDenied"

@@ -3,6 +3,7 @@ a seeded rate), the throttling model, the journal and the admin API."""
 import email.utils
 import json
 import os
+import socket
 import subprocess
 import time
 
@@ -24,12 +25,16 @@ def test_retry_after_as_http_date_follows_date_header(emu):
     emu.admin("PUT", "/clock", {"offset_s": -7200})  # the emulator's clock is 2 h behind
     emu.admin("POST", "/faults", {"endpoint": "exchange", "action": "status", "status": 429, "retry_after": 30,
                                   "retry_after_format": "http-date"})
+    before = emu.admin("GET", "/clock")[1]["now"]
     r = emu.invoke("Get-Mailbox", {"Identity": ALICE})
     assert r.status == 429
     ra = email.utils.parsedate_to_datetime(r.header("retry-after"))
     date = email.utils.parsedate_to_datetime(r.header("date"))
+    # One clock reading per response: Date + 30 s is exactly the Retry-After date ...
     assert (ra - date).total_seconds() == 30
     assert abs(date.timestamp() - (time.time() - 7200)) < 5
+    # ... and it is rounded up, so a client that waits for the date never retries early.
+    assert ra.timestamp() >= before + 30
 
 
 def test_503_per_endpoint_and_count(emu):
@@ -126,3 +131,109 @@ def test_tls_is_verified(emu, tmp_path):
     p = subprocess.run(["curl", "-sS", "--cacert", str(other / "other-ca.pem"), emu.url + "/v1.0/users"],
                        capture_output=True)
     assert p.returncode == 60  # CURLE_PEER_FAILED_VERIFICATION
+
+
+# --- connection limits --------------------------------------------------------------------------------
+
+def wait_closed(sock, limit_s):
+    """Seconds until the server closed `sock` (recv returns b'' or fails), or None after limit_s."""
+    t0 = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - t0 < limit_s:
+        try:
+            if sock.recv(1) == b"":
+                return time.monotonic() - t0
+        except socket.timeout:
+            continue
+        except OSError:
+            return time.monotonic() - t0
+    return None
+
+
+def test_slow_request_is_cut_at_the_deadline(emu):
+    """Slowloris: a byte every 0.3 s kept a thread for ever (each read finished within the 60 s
+    timeout). The whole request must now arrive within request_read_deadline_s."""
+    assert emu.admin("PUT", "/config", {"request_read_deadline_s": 1})[0] == 200
+    s = emu.tls_socket()
+    s.sendall(b"GET /v1.0/users HTTP/1.1\r\nHost: x\r\n")
+    t0 = time.monotonic()
+    closed = False
+    for _ in range(20):  # up to 6 s of trickling
+        try:
+            s.sendall(b"X")
+        except OSError:
+            closed = True
+            break
+        s.settimeout(0.3)
+        try:
+            if s.recv(1) == b"":
+                closed = True
+                break
+        except socket.timeout:
+            pass
+        except OSError:
+            closed = True
+            break
+    elapsed = time.monotonic() - t0
+    s.close()
+    assert closed and elapsed < 4, elapsed
+    # A TCP connection that never starts its TLS handshake is cut as well.
+    raw = socket.create_connection(tuple(emu.url[len("https://"):].split(":")[0:1]) +
+                                   (int(emu.url.rsplit(":", 1)[1]),), timeout=5)
+    took = wait_closed(raw, 5)
+    raw.close()
+    assert took is not None and took < 4, took
+    # Normal requests still work.
+    assert emu.graph("/users?$select=id").status == 200
+
+
+def test_concurrent_connections_are_bounded(emu):
+    assert emu.admin("PUT", "/config", {"max_connections": 2})[0] == 200
+    host, port = emu.url[len("https://"):].split(":")
+    held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+    try:
+        time.sleep(0.2)  # let the server accept both (no event to await from outside the process)
+        extra = socket.create_connection((host, int(port)), timeout=5)
+        took = wait_closed(extra, 3)
+        extra.close()
+        assert took is not None and took < 2, took
+    finally:
+        for s in held:
+            s.close()
+    # Once the held connections are gone, requests are served again.
+    for _ in range(50):
+        r = emu.graph("/users?$select=id")
+        if r.status == 200:
+            break
+        time.sleep(0.1)
+    assert r.status == 200
+
+
+# --- journal bounds ---------------------------------------------------------------------------------
+
+def test_journal_truncates_huge_identity_and_path(emu):
+    big = "x" * 200000
+    emu.invoke("Get-Mailbox", {"Identity": big})
+    emu.graph("/users/" + "y" * 50000)
+    entries = [e for e in emu.journal("request") if e["endpoint"] in ("exchange", "graph")]
+    assert len(entries) == 2
+    for e in entries:
+        for k, v in e.items():
+            assert not isinstance(v, str) or len(v) < 400, (k, len(v))
+
+
+def test_journal_is_a_bounded_deque():
+    from o365emu.journal import Journal
+    j = Journal(max_entries=5)
+    for i in range(12):
+        j.add(0, "request", n=i)
+    got = j.read()
+    assert [e["n"] for e in got["entries"]] == [7, 8, 9, 10, 11] and got["dropped"] == 7
+    big = Journal(max_entries=100000)
+    for i in range(100000):
+        big.add(0, "request")
+    t0 = time.monotonic()
+    for i in range(20000):  # each add past the bound drops the oldest in O(1)
+        big.add(0, "request")
+    assert time.monotonic() - t0 < 1.5
+    assert big.read(limit=1)["dropped"] == 20000

@@ -20,13 +20,63 @@ def ids(r):
     return [u["id"] for u in r.json()["value"]]
 
 
+EVENTUAL = {"ConsistencyLevel": "eventual"}
+
+
 def test_by_immutable_id(emu):
     imm = state_of(emu, "bob@contoso.onmicrosoft.com")["onPremisesImmutableId"]
-    r = emu.graph(q("onPremisesImmutableId eq '%s'" % imm, "id,userPrincipalName,mail,onPremisesImmutableId"))
+    r = emu.graph(q("onPremisesImmutableId eq '%s'" % imm, "id,userPrincipalName,mail,onPremisesImmutableId")
+                  + "&$count=true", headers=EVENTUAL)
     assert ids(r) == [BOB_ID]
+    assert r.json()["@odata.count"] == 1
     b = r.json()
     assert b["@odata.context"].endswith("/v1.0/$metadata#users(id,userPrincipalName,mail,onPremisesImmutableId)")
     assert set(b["value"][0]) == {"id", "userPrincipalName", "mail", "onPremisesImmutableId"}
+
+
+def test_immutable_id_needs_advanced_query_parameters(emu):
+    """aad-advanced-queries' filter table: eq on onPremisesImmutableId is Advanced (ConsistencyLevel:
+    eventual and $count=true); without either, 400 Request_UnsupportedQuery."""
+    imm = state_of(emu, "bob@contoso.onmicrosoft.com")["onPremisesImmutableId"]
+    f = q("onPremisesImmutableId eq '%s'" % imm, "id")
+    for path, headers in ((f, None), (f + "&$count=true", None), (f, EVENTUAL), (f + "&$count=false", EVENTUAL)):
+        r = emu.graph(path, headers=headers)
+        assert r.status == 400 and r.json()["error"]["code"] == "Request_UnsupportedQuery", (path, headers, r.raw)
+        assert "ConsistencyLevel:eventual" in r.json()["error"]["message"]
+    # Configurable per property: with an empty list the default query works.
+    emu.admin("PUT", "/config", {"advanced_query_props": []})
+    assert ids(emu.graph(f)) == [BOB_ID]
+    # And a property made advanced by configuration is refused without the parameters.
+    emu.admin("PUT", "/config", {"advanced_query_props": ["userPrincipalName"]})
+    r = emu.graph(q("userPrincipalName eq 'bob@contoso.onmicrosoft.com'", "id"))
+    assert r.status == 400 and r.json()["error"]["code"] == "Request_UnsupportedQuery"
+
+
+def test_count_is_ignored_without_eventual(emu):
+    r = emu.graph(q("userPrincipalName eq 'bob@contoso.onmicrosoft.com'", "id") + "&$count=true")
+    assert ids(r) == [BOB_ID] and "@odata.count" not in r.json()
+
+
+def test_immutable_id_is_case_sensitive(emu):
+    imm = state_of(emu, "bob@contoso.onmicrosoft.com")["onPremisesImmutableId"]
+    for variant, want in ((imm, [BOB_ID]), (imm.lower(), []), (imm.upper(), [])):
+        r = emu.graph(q("onPremisesImmutableId eq '%s'" % variant, "id") + "&$count=true", headers=EVENTUAL)
+        assert ids(r) == want, variant
+
+
+def test_top_limit_is_999(emu):
+    assert emu.graph("/users?$select=id&$top=999").status == 200
+    r = emu.graph("/users?$select=id&$top=1000")
+    assert r.status == 400 and "between 1 and 999" in r.json()["error"]["message"]
+
+
+def test_negative_skiptoken_refused(emu):
+    import base64
+    import json
+    for o in (-3, True, "x"):
+        tok = base64.urlsafe_b64encode(json.dumps({"o": o}).encode()).decode().rstrip("=")
+        r = emu.graph("/users?$select=id&$skiptoken=" + tok)
+        assert r.status == 400 and r.json()["error"]["message"] == "Invalid $skiptoken.", o
 
 
 def test_by_sid_upn_mail_proxy(emu):

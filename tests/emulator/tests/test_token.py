@@ -26,7 +26,9 @@ def assert_aadsts(r, code, status, error, crid=None):
     assert b["error_codes"] == [code]
     assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$", b["timestamp"])
     assert GUID.match(b["trace_id"]) and GUID.match(b["correlation_id"])
-    assert "Trace ID: %s" % b["trace_id"] in b["error_description"]
+    # The layout of real bodies and of the docs' examples: the trace lines follow after CR LF.
+    assert b["error_description"].endswith("\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s" % (
+        b["trace_id"], b["correlation_id"], b["timestamp"])), b["error_description"]
     if crid:
         assert b["correlation_id"] == crid
     return b
@@ -75,18 +77,45 @@ def test_token_lifetime_is_configurable(emu):
 
 # --- one negative test per AADSTS code -------------------------------------------------------------
 
-def test_70011_scope_not_default(emu):
+def test_1002012_scope_not_default(emu):
     crid = str(uuid.uuid4())
     r = emu.token_form({"grant_type": "client_credentials", "client_id": emu.cid, "client_secret": emu.secret,
                         "scope": "https://outlook.office365.com/Exchange.ManageAsApp"},
                        headers={"client-request-id": crid})
-    assert_aadsts(r, 70011, 400, "invalid_scope", crid)
+    b = assert_aadsts(r, 1002012, 400, "invalid_scope", crid)
+    assert "/.default suffixed to the resource identifier" in b["error_description"]
 
 
-def test_70011_unknown_resource(emu):
+def test_500011_unknown_resource(emu):
     r = emu.token_form({"grant_type": "client_credentials", "client_id": emu.cid, "client_secret": emu.secret,
                         "scope": "https://example.com/.default"})
-    assert_aadsts(r, 70011, 400, "invalid_scope")
+    b = assert_aadsts(r, 500011, 400, "invalid_resource")
+    assert "The resource principal named https://example.com was not found" in b["error_description"]
+
+
+def test_70011_unknown_resource_by_configuration(emu):
+    assert emu.admin("PUT", "/config", {"unknown_scope_code": 70011})[0] == 200
+    r = emu.token_form({"grant_type": "client_credentials", "client_id": emu.cid, "client_secret": emu.secret,
+                        "scope": "https://foo.microsoft.com/.default"})
+    b = assert_aadsts(r, 70011, 400, "invalid_scope")
+    assert b["error_description"].startswith("AADSTS70011: The provided value for the input parameter 'scope' is "
+                                             "not valid. The scope https://foo.microsoft.com/.default is not valid.")
+    assert emu.admin("PUT", "/config", {"unknown_scope_code": 12345})[0] == 400
+
+
+def test_900561_get_on_token_endpoint(emu):
+    r = emu.curl("GET", emu.token_url)
+    b = assert_aadsts(r, 900561, 400, "invalid_request")
+    assert "Received a GET request" in b["error_description"]
+
+
+def test_9000411_duplicated_parameters(emu):
+    base = "grant_type=client_credentials&client_id=%s&scope=%s" % (emu.cid, EXO_SCOPE)
+    for extra in ("&client_secret=a&client_secret=" + emu.secret, "&client_secret=" + emu.secret + "&scope=" + EXO_SCOPE):
+        r = emu.curl("POST", emu.token_url, headers={"Content-Type": "application/x-www-form-urlencoded"},
+                     data=base + extra)
+        b = assert_aadsts(r, 9000411, 400, "invalid_request")
+        assert "is duplicated" in b["error_description"]
 
 
 def test_700022_two_resources(emu):
@@ -248,3 +277,120 @@ def test_900144_missing_grant_type(emu):
 def test_70003_unsupported_grant(emu):
     r = emu.token_form({"grant_type": "password", "client_id": emu.cid, "scope": EXO_SCOPE})
     assert_aadsts(r, 70003, 400, "unsupported_grant_type")
+
+
+# --- client-assertion time claims ------------------------------------------------------------------
+
+def test_assertion_non_finite_or_bad_times_get_the_envelope(emu):
+    """NaN, Infinity, 1e400, huge ints, strings and booleans in exp/nbf: the real AADSTS envelope
+    (never 200, never a 500)."""
+    now = int(time.time())
+    cases = ['"exp": NaN', '"exp": Infinity', '"exp": 1e400', '"exp": 1' + '0' * 30, '"exp": "%d"' % (now + 600),
+             '"exp": true', '"nbf": -Infinity, "exp": %d' % (now + 600)]
+    for exp in cases:
+        raw = ('{"aud": "%s", "iss": "%s", "sub": "%s", "jti": "%s", "nbf": %d, %s}'
+               % (emu.token_url, emu.cid, emu.cid, uuid.uuid4(), now, exp))
+        r = emu.token_form(emu.assertion_form(emu.assertion(raw_claims=raw)))
+        assert r.status in (400, 401), (exp, r.status, r.raw)
+        assert r.json()["error_codes"][0] in (50027, 700024), (exp, r.raw)
+
+
+def test_assertion_needs_nbf_or_iat(emu):
+    now = int(time.time())
+    a = emu.assertion(claims={"exp": now + 600}, drop=("nbf", "iat"))
+    b = assert_aadsts(emu.token_form(emu.assertion_form(a)), 50027, 400, "invalid_request")
+    assert "neither an nbf nor an iat" in b["error_description"]
+    # iat alone is enough
+    a = emu.assertion(claims={"exp": now + 600}, drop=("nbf",))
+    assert emu.token_form(emu.assertion_form(a)).status == 200
+
+
+def test_assertion_exp_before_nbf(emu):
+    now = int(time.time())
+    a = emu.assertion(claims={"nbf": now, "iat": now, "exp": now - 1})
+    assert_aadsts(emu.token_form(emu.assertion_form(a)), 700024, 401, "invalid_client")
+
+
+def test_assertion_exp_skew_boundary(emu):
+    """exp 298 s ago is inside the 300 s skew, 302 s ago outside (kills a skew of 0 or doubled)."""
+    now = int(time.time())
+    inside = emu.assertion(claims={"nbf": now - 900, "iat": now - 900, "exp": now - 298})
+    assert emu.token_form(emu.assertion_form(inside)).status == 200
+    outside = emu.assertion(claims={"nbf": now - 900, "iat": now - 900, "exp": now - 302})
+    assert_aadsts(emu.token_form(emu.assertion_form(outside)), 700024, 401, "invalid_client")
+
+
+def test_jti_cache_is_bounded_and_evicts_by_expiry():
+    from o365emu.tokens import JtiCache
+    c = JtiCache(max_entries=3)
+    for i in range(10):
+        assert c.check_and_add(("app", str(i)), 1000 + i, now=0)
+    assert len(c) <= 3
+    assert not c.check_and_add(("app", "9"), 2000, now=0)   # still remembered: a replay
+    assert c.check_and_add(("app", "late"), 5000, now=1500)  # everything before 1500 expired
+    assert len(c) == 1
+
+
+# --- assertion header: types, algorithms, PSS salt ---------------------------------------------------
+
+def test_x5t_of_wrong_type_gets_the_envelope(emu):
+    for bad, code in ((12345, 50027), (["a"], 50027), ("\u00e9\u00e9\u00e9", 700027)):
+        a = emu.assertion(header={"x5t": bad})
+        r = emu.token_form(emu.assertion_form(a))
+        assert r.status in (400, 401) and r.json()["error_codes"] == [code], (bad, r.status, r.raw)
+
+
+def test_algorithm_whitelist(emu):
+    """alg none (no signature), HS256 keyed with the registered certificate, RS512: all 700027."""
+    from conftest import b64url
+    import hmac as _hmac
+    import hashlib as _hashlib
+    now = int(time.time())
+    claims = {"aud": emu.token_url, "iss": emu.cid, "sub": emu.cid, "nbf": now, "iat": now, "exp": now + 600}
+    good = emu.assertion()
+    x5t = json.loads(base64.urlsafe_b64decode(good.split(".")[0] + "=="))["x5t"]
+    der = emu.der(emu.env["O365_CLIENT_CERT_FILE"])
+    pem = open(emu.env["O365_CLIENT_CERT_FILE"], "rb").read()
+    for alg in ("none", "HS256-der", "HS256-pem"):
+        c = dict(claims, jti=str(uuid.uuid4()))
+        h = {"alg": alg.split("-")[0], "typ": "JWT", "x5t": x5t}
+        si = b64url(json.dumps(h).encode()) + "." + b64url(json.dumps(c).encode())
+        sig = b"" if alg == "none" else _hmac.new(der if alg.endswith("der") else pem, si.encode(),
+                                                   _hashlib.sha256).digest()
+        r = emu.token_form(emu.assertion_form(si + "." + b64url(sig)))
+        b = assert_aadsts(r, 700027, 401, "invalid_client")
+        assert "Unsupported signing algorithm" in b["error_description"], alg
+    rs512 = emu.assertion(header={"alg": "RS512"}, digest="sha512")
+    b = assert_aadsts(emu.token_form(emu.assertion_form(rs512)), 700027, 401, "invalid_client")
+    assert "Unsupported signing algorithm 'RS512'" in b["error_description"]
+
+
+def test_ps256_salt_length_must_be_32(emu):
+    for salt in (20, 64):
+        a = emu.assertion("PS256", saltlen=salt)
+        b = assert_aadsts(emu.token_form(emu.assertion_form(a)), 700027, 401, "invalid_client")
+        assert "did not match the expected signature" in b["error_description"]
+    assert emu.token_form(emu.assertion_form(emu.assertion("PS256", saltlen=32))).status == 200
+
+
+def test_aud_is_the_configured_token_url_not_the_host_header(emu):
+    evil = "https://evil.example/%s/oauth2/v2.0/token" % emu.tid
+    a = emu.assertion(claims={"aud": evil})
+    r = emu.token_form(emu.assertion_form(a), headers={"Host": "evil.example"})
+    assert_aadsts(r, 700023, 401, "invalid_client")
+
+
+# --- throttling keyed by a verified app only -------------------------------------------------------
+
+def test_token_throttling_checks_the_app_first(emu):
+    emu.admin("PUT", "/throttle", {"budget": 1, "window_s": 60, "apis": ["token"]})
+    unknown = str(uuid.uuid4())
+    for _ in range(3):
+        r = emu.token_form({"grant_type": "client_credentials", "client_id": unknown, "client_secret": "x",
+                            "scope": EXO_SCOPE})
+        assert_aadsts(r, 700016, 400, "unauthorized_client")
+    windows = emu.admin("GET", "/faults")[1]["throttle_windows"]
+    assert all(w[0] != unknown for w in windows), windows
+    form = {"grant_type": "client_credentials", "client_id": emu.cid, "client_secret": emu.secret, "scope": EXO_SCOPE}
+    assert emu.token_form(form).status == 200
+    assert_aadsts(emu.token_form(form), 90055, 429, "temporarily_unavailable")

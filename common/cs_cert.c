@@ -1271,6 +1271,13 @@ cs_err *cs_cert_value_parse(cs_cert_attr attr, const unsigned char *der, size_t 
         add_reason(&ctx, "%zu certificates, only the first %d summarised", ctx.v->n_certs_seen,
                    CS_CERT_MAX_CERTS);
     ctx.v->user = choose_user(ctx.v);
+    if (ctx.v->user < 0 && ctx.v->n_certs > 0 &&
+        !(ctx.v->problems & CS_CERT_PROBLEM_BIT(CS_CERT_PROBLEM_UNPARSEABLE))) {
+        /* No user certificate means the verdict holds only the value's problems: a set whose
+         * certificates are all unreadable must say so here, or it would look usable. */
+        ctx.v->problems |= CS_CERT_PROBLEM_BIT(CS_CERT_PROBLEM_UNPARSEABLE);
+        add_reason(&ctx, "none of the %zu certificates could be read", ctx.v->n_certs);
+    }
     if (cs_buf_len(&ctx.reason) > 0) {
         ctx.v->reason = cs_buf_take(&ctx.reason);
         if (!ctx.v->reason) {

@@ -162,7 +162,9 @@ cs_cert_problems cs_cert_value_problems(const cs_cert_value *v);
 
 /*
  * The verdict a consumer acts on: the value's problems plus those of the user's
- * certificate (cs_cert_value_user_cert). Empty set = usable.
+ * certificate (cs_cert_value_user_cert). Empty set = usable. A set (PKCS#7,
+ * MS-OXOABK) holding certificates none of which could be read has no user
+ * certificate and is "unparseable" as a value.
  */
 cs_cert_problems cs_cert_value_verdict(const cs_cert_value *v);
 

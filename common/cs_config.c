@@ -49,6 +49,10 @@ typedef struct cs_config_prop {
     char *key; /* full key, prefix included */
     char *value;
     int line;
+    /* kafka.X_file: value is the resolved path, secret the file's contents, applied as librdkafka's X */
+    char *target;
+    char *secret;
+    size_t secret_len;
 } cs_config_prop;
 
 typedef struct cs_config_seen {
@@ -754,6 +758,76 @@ static char **split_default(const char *def, size_t *n)
     return items;
 }
 
+/* Passthrough properties that hold credentials: their values are never echoed. */
+static bool looks_secret(const char *key)
+{
+    return strstr(key, "password") || strstr(key, "secret") || strstr(key, "sasl.jaas") ||
+           strstr(key, ".pem") || strstr(key, "key");
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+#define FILE_SUFFIX "_file"
+
+/*
+ * A kafka.* property (without "kafka.") whose value would be a credential written into the config file,
+ * which ends up in ConfigMaps, backups and diffs: refused, the value comes from X_file instead. Keys that
+ * looks_secret() flags but that hold a path or a public certificate stay allowed.
+ */
+static bool kafka_inline_secret(const char *prop)
+{
+    return looks_secret(prop) && !ends_with(prop, ".location") && !ends_with(prop, FILE_SUFFIX) &&
+           strcmp(prop, "sasl.kerberos.keytab") != 0 && strcmp(prop, "ssl.ca.pem") != 0 &&
+           strcmp(prop, "ssl.certificate.pem") != 0;
+}
+
+/*
+ * kafka.X_file for a credential X: the file's contents become librdkafka's X. On success fills p's value
+ * (the resolved path), target (X) and secret (the contents; wiped on free); on failure records an error
+ * that names the key and the path, never the contents.
+ */
+static bool read_kafka_secret_file(cs_config *c, const char *key, const char *text, int line,
+                                   cs_config_prop *p)
+{
+    char why[256], hint[PATH_MAX + 96], b[SHOW_MAX + 4], pb[SHOW_MAX + 4];
+    const char *prop = key + strlen("kafka.");
+    size_t tlen = strlen(prop) - strlen(FILE_SUFFIX);
+    p->target = strndup(prop, tlen);
+    p->value = resolve_path(c, text);
+    if (!p->target || !p->value) {
+        add_err(c, line, "out of memory while reading %s", show(key, b));
+        return false;
+    }
+    if (!read_secret(p->value, &p->secret, &p->secret_len, why, sizeof(why))) {
+        bool missing = strncmp(why, "cannot open", 11) == 0;
+        add_err(c, line, "%s: secret file \"%s\" is unusable: %s%s%s", show(key, b), show(p->value, pb), why,
+                missing ? "; create it (e.g. mount a Kubernetes Secret there) or fix the path" : "",
+                missing ? relative_hint(c, text, hint, sizeof(hint)) : "");
+        return false;
+    }
+    return true;
+}
+
+static void prop_clear(cs_config_prop *p)
+{
+    free(p->key);
+    /* Passthrough values may be credentials (an unknown secret-looking key): wipe them too. */
+    if (p->value) {
+        wipe(p->value, strlen(p->value));
+        free(p->value);
+    }
+    free(p->target);
+    if (p->secret) {
+        wipe(p->secret, p->secret_len);
+        free(p->secret);
+    }
+    memset(p, 0, sizeof(*p));
+}
+
 static bool is_null_scalar(const yaml_event_t *ev)
 {
     if (ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
@@ -803,13 +877,42 @@ static void handle_scalar(cs_config *c, const char *key, const yaml_event_t *ev,
             add_err(c, line, "more than %d passthrough properties", PROPS_MAX);
             return;
         }
+        bool is_kafka = strncmp(key, "kafka.", 6) == 0;
+        const char *prop = key + 6;
+        if (is_kafka && kafka_inline_secret(prop)) {
+            bool pem = ends_with(prop, ".pem");
+            char b2[SHOW_MAX + 4];
+            add_err(c, line,
+                    "%s: a credential may not be written in the config file (it would sit in ConfigMaps and "
+                    "backups); put it in a file (e.g. a mounted Kubernetes Secret) and set %s%s%s instead",
+                    show(key, b), pem ? "kafka.ssl.key.location" : show(key, b2), pem ? "" : FILE_SUFFIX,
+                    pem ? " (librdkafka reads the key file itself)" : " to its path");
+            return;
+        }
         cs_config_prop *p = &c->props[c->n_props];
-        p->key = strdup(key);
-        p->value = strdup(text);
+        memset(p, 0, sizeof(*p));
         p->line = line;
-        if (!p->key || !p->value) {
-            free(p->key);
-            free(p->value);
+        p->key = strdup(key);
+        if (!p->key) {
+            add_err(c, line, "out of memory");
+            return;
+        }
+        if (is_kafka && ends_with(prop, FILE_SUFFIX) && strlen(prop) > strlen(FILE_SUFFIX)) {
+            /* Only credentials come from files: X_file for any other X is librdkafka's to reject. */
+            char stem[KEY_MAX + 1];
+            snprintf(stem, sizeof(stem), "%.*s", (int)(strlen(prop) - strlen(FILE_SUFFIX)), prop);
+            if (kafka_inline_secret(stem)) {
+                if (!read_kafka_secret_file(c, key, text, line, p)) {
+                    prop_clear(p);
+                    return;
+                }
+                c->n_props++;
+                return;
+            }
+        }
+        p->value = strdup(text);
+        if (!p->value) {
+            prop_clear(p);
             add_err(c, line, "out of memory");
             return;
         }
@@ -1024,7 +1127,7 @@ static bool parse_mapping(cs_config *c, yaml_parser_t *p, const char *prefix, in
             ok = handle_map(c, p, key, line, depth);
         } else {
             /* Aliases would let a small file expand into a huge one; the config never needs them. */
-            add_err(c, line, "%s: aliases (*name) are not supported; write the value out", key);
+            add_err(c, line, "%s: aliases (*name) are not supported; write the value out", show(key, b));
             yaml_event_delete(&vev);
         }
         if (!ok)
@@ -1224,13 +1327,6 @@ static void check_required(cs_config *c)
     }
 }
 
-/* Passthrough properties that hold credentials: their values are never echoed. */
-static bool looks_secret(const char *key)
-{
-    return strstr(key, "password") || strstr(key, "secret") || strstr(key, "sasl.jaas") ||
-           strstr(key, ".pem") || strstr(key, "key");
-}
-
 /* Sets every kafka.* property on a scratch conf, so librdkafka's verdict is part of the load. */
 static void check_kafka(cs_config *c)
 {
@@ -1248,8 +1344,9 @@ static void check_kafka(cs_config *c)
             char errstr[512];
             rd_kafka_conf_t *one = rd_kafka_conf_new();
             char b[SHOW_MAX + 4];
-            if (rd_kafka_conf_set(one, c->props[i].key + 6, c->props[i].value, errstr, sizeof(errstr)) !=
-                RD_KAFKA_CONF_OK)
+            const cs_config_prop *p = &c->props[i];
+            if (rd_kafka_conf_set(one, p->target ? p->target : p->key + 6, p->secret ? p->secret : p->value,
+                                  errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
                 add_err(
                     c, c->props[i].line,
                     "%s = \"%s\": librdkafka rejected this property: %s (see librdkafka's CONFIGURATION.md)",
@@ -1335,12 +1432,8 @@ void cs_config_free(cs_config *cfg)
     for (size_t i = 0; cfg->values && i < cfg->n_rows; i++)
         clear_value(&cfg->values[i]);
     free(cfg->values);
-    for (size_t i = 0; i < cfg->n_props; i++) {
-        free(cfg->props[i].key);
-        /* Passthrough values may be credentials (sasl.password): wipe them too. */
-        wipe(cfg->props[i].value, strlen(cfg->props[i].value));
-        free(cfg->props[i].value);
-    }
+    for (size_t i = 0; cfg->props && i < cfg->n_props; i++)
+        prop_clear(&cfg->props[i]);
     free(cfg->props);
     for (size_t i = 0; i < cfg->n_seen; i++)
         free(cfg->seen[i].key);
@@ -1468,7 +1561,9 @@ cs_err *cs_config_apply_kafka(const cs_config *cfg, rd_kafka_conf_t *conf)
         if (strncmp(p->key, "kafka.", 6) != 0)
             continue;
         char errstr[512];
-        if (rd_kafka_conf_set(conf, p->key + 6, p->value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+        /* kafka.X_file sets X from the file's contents (read at load). */
+        if (rd_kafka_conf_set(conf, p->target ? p->target : p->key + 6, p->secret ? p->secret : p->value,
+                              errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
             return cs_err_new(
                 CS_ERR_CONFIG, 0,
                 "%s:%d: %s: librdkafka rejected this property: %s (see librdkafka's CONFIGURATION.md)",

@@ -21,6 +21,11 @@
  *    CS_CONFIG_SECRET_MAX, and their contents never appear in errors, logs or help.
  *  - A prefix row (e.g. "kafka.") accepts every key below it; the keys are kept in file order with their
  *    line and checked at load with rd_kafka_conf_set(), so a property librdkafka rejects is a load error.
+ *  - kafka.* credentials are never written inline: a secret-looking key (kafka.sasl.password,
+ *    kafka.ssl.key.password, kafka.sasl.oauthbearer.client.secret, kafka.ssl.key.pem, ...; paths such as
+ *    *.location and public certificates excepted) is a load error. kafka.X_file names a secret file
+ *    (resolved and read like CS_CONFIG_SECRET) whose contents are applied as librdkafka's X, e.g.
+ *    kafka.sasl.password_file -> sasl.password.
  */
 #ifndef CS_CONFIG_H
 #define CS_CONFIG_H
@@ -117,13 +122,15 @@ void cs_config_get_listen(const cs_config *cfg, const char *key, const char **ho
 /* True when the file set `key` (not only the default). Works for prefix keys too ("kafka.acks"). */
 bool cs_config_is_set(const cs_config *cfg, const char *key);
 
-/* Passthrough keys under `prefix` ("kafka."), in file order; i < count. Name is without the prefix. */
+/* Passthrough keys under `prefix` ("kafka."), in file order; i < count. Name is without the prefix. For a
+ * kafka.X_file key the value is the resolved path, never the secret. */
 size_t cs_config_prefix_count(const cs_config *cfg, const char *prefix);
 void cs_config_prefix_at(const cs_config *cfg, const char *prefix, size_t i, const char **name,
                          const char **value, int *line);
 
 /*
- * Applies every "kafka.*" key, in file order, to `conf` with rd_kafka_conf_set(). The loader already did
+ * Applies every "kafka.*" key, in file order, to `conf` with rd_kafka_conf_set() (kafka.X_file as X with
+ * the file's contents; librdkafka keeps its own copy, which it does not wipe). The loader already did
  * this once on a scratch conf, so a failure here is rare; the error names file:line, the key and
  * librdkafka's text. The caller keeps ownership of `conf`.
  */

@@ -20,6 +20,8 @@
 #define DESTROY_FLUSH_TIMEOUT_MS 10000
 /* Before a voluntary abort (see cs_kafka_producer_abort). */
 #define ABORT_FLUSH_TIMEOUT_MS 10000
+/* Bound of one commit or abort call when transaction.timeout.ms cannot be read: librdkafka's default. */
+#define TXN_CALL_TIMEOUT_DEFAULT_MS 60000
 
 /* librdkafka's default queue.buffering.max.kbytes (1 GiB), which we replace. */
 #define RDKAFKA_DEFAULT_QUEUE_KBYTES "1048576"
@@ -30,6 +32,9 @@ struct cs_kafka_producer {
     rd_kafka_t *rk;
     char *txn_id;
     cs_kafka_producer_state state;
+    /* Bound of one commit/abort call: transaction.timeout.ms. librdkafka 2.0.2 does NOT bound a -1 commit or
+     * abort (both pass "no cap"), and an EndTxn error storm then blocks the caller for as long as it lasts. */
+    int txn_call_timeout_ms;
     /* Delivery reports of the current transaction, reset by begin. */
     uint64_t dr_ok;
     uint64_t dr_failed;
@@ -74,8 +79,9 @@ static bool transition_allowed(cs_kafka_producer_state from, cs_kafka_producer_s
         return to == CS_KAFKA_PRODUCER_COMMITTING || to == CS_KAFKA_PRODUCER_ABORTABLE ||
                to == CS_KAFKA_PRODUCER_ABORTING;
     case CS_KAFKA_PRODUCER_COMMITTING:
-        return to == CS_KAFKA_PRODUCER_READY || to == CS_KAFKA_PRODUCER_ABORTABLE ||
-               to == CS_KAFKA_PRODUCER_ABORTING;
+        /* Not ABORTING: after a retriable commit failure librdkafka refuses abort_transaction (__CONFLICT
+         * while the commit goes on in the background, __STATE once it began) until commit is called again. */
+        return to == CS_KAFKA_PRODUCER_READY || to == CS_KAFKA_PRODUCER_ABORTABLE;
     case CS_KAFKA_PRODUCER_ABORTABLE:
         return to == CS_KAFKA_PRODUCER_ABORTING;
     case CS_KAFKA_PRODUCER_ABORTING:
@@ -114,7 +120,10 @@ static cs_err *require_state(const cs_kafka_producer *p, const char *op, unsigne
                       p->txn_id, op, cs_kafka_producer_state_name(p->state),
                       p->state == CS_KAFKA_PRODUCER_FATAL ? "; the producer is fatally failed: destroy it"
                       : p->state == CS_KAFKA_PRODUCER_ABORTABLE ? "; the transaction failed: abort it first"
-                                                                : "");
+                      : p->state == CS_KAFKA_PRODUCER_COMMITTING
+                          ? "; a commit is pending: call commit again until it succeeds or fails for good"
+                      : p->state == CS_KAFKA_PRODUCER_ABORTING ? "; an abort is pending: call abort again"
+                                                               : "");
 }
 
 #define ST(s) (1u << (s))
@@ -297,6 +306,14 @@ cs_err *cs_kafka_producer_new(rd_kafka_conf_t *conf, const char *transactional_i
         err = cs_err_new(CS_ERR_NOMEM, CS_ERR_F_FATAL, "kafka producer: out of memory");
         goto cleanup;
     }
+    p->txn_call_timeout_ms = TXN_CALL_TIMEOUT_DEFAULT_MS;
+    len = sizeof(buf);
+    if (rd_kafka_conf_get(conf, "transaction.timeout.ms", buf, &len) == RD_KAFKA_CONF_OK) {
+        char *end = NULL;
+        long v = strtol(buf, &end, 10);
+        if (end != buf && *end == '\0' && v > 0 && v <= INT32_MAX)
+            p->txn_call_timeout_ms = (int)v;
+    }
     /* A transactional producer is idempotent; say so explicitly so a conflicting setting fails here. */
     if ((err = conf_set(conf, "enable.idempotence", "true")))
         goto cleanup;
@@ -439,19 +456,51 @@ cs_err *cs_kafka_producer_send_offsets(cs_kafka_producer *p, const rd_kafka_topi
     }
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* What is left of a call's bound, at least 1 ms (0 would make librdkafka return without trying). */
+static int remaining_ms(long long deadline)
+{
+    long long left = deadline - mono_ms();
+    return left < 1 ? 1 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+/*
+ * A commit/abort error: a retriable __TIMED_OUT means our bound ran out while librdkafka goes on in the
+ * background, and the same call resumes it (rdkafka.h: "may be retried"); it becomes CS_ERR_TIMEOUT so
+ * callers can tell it from a broker error. Anything else as from_rd_error. Takes ownership of `e`.
+ */
+static cs_err *txn_call_error(cs_kafka_producer *p, rd_kafka_error_t *e, const char *op, const char *again)
+{
+    if (rd_kafka_error_code(e) != RD_KAFKA_RESP_ERR__TIMED_OUT || !rd_kafka_error_is_retriable(e) ||
+        rd_kafka_error_is_fatal(e) || rd_kafka_error_txn_requires_abort(e))
+        return from_rd_error(p, e, op);
+    cs_err *err =
+        cs_err_new(CS_ERR_TIMEOUT, CS_ERR_F_RETRIABLE,
+                   "kafka producer %s: %s did not finish within %d ms (transaction.timeout.ms): %s; "
+                   "it goes on in the background: call %s again to resume it",
+                   p->txn_id, op, p->txn_call_timeout_ms, rd_kafka_error_string(e), again);
+    rd_kafka_error_destroy(e);
+    cs_log_kv(CS_LOG_WARN, FACILITY, cs_err_message(err), "transactional_id", p->txn_id, "state",
+              cs_kafka_producer_state_name(p->state), NULL);
+    return err;
+}
+
 cs_err *cs_kafka_producer_commit(cs_kafka_producer *p)
 {
     cs_err *err = require_state(p, "commit", ST(CS_KAFKA_PRODUCER_IN_TXN) | ST(CS_KAFKA_PRODUCER_COMMITTING));
     if (err)
         return err;
     set_state(p, CS_KAFKA_PRODUCER_COMMITTING);
+    long long deadline = mono_ms() + p->txn_call_timeout_ms;
     /* Serve every delivery report of this transaction before deciding to commit; commit_transaction
-     * flushes too, but would not tell us which message failed. -1 is bounded all the same: every
-     * message fails by message.timeout.ms, which librdkafka caps at transaction.timeout.ms. */
-    rd_kafka_resp_err_t ferr = rd_kafka_flush(p->rk, -1);
-    if (ferr != RD_KAFKA_RESP_ERR_NO_ERROR)
-        cs_log_kv(CS_LOG_WARN, FACILITY, "flush before commit did not finish", "transactional_id", p->txn_id,
-                  "error", rd_kafka_err2str(ferr), NULL);
+     * flushes too, but would not tell us which message failed. */
+    rd_kafka_resp_err_t ferr = rd_kafka_flush(p->rk, p->txn_call_timeout_ms);
     /* A fatal error (e.g. fenced) explains failed deliveries better than they do themselves. */
     char reason[400];
     rd_kafka_resp_err_t fatal = rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
@@ -467,9 +516,17 @@ cs_err *cs_kafka_producer_commit(cs_kafka_producer *p)
             "%" PRIu64 " of %" PRIu64 " messages of this transaction were not delivered (first: topic %s: "
             "%s); abort the transaction and redo it",
             p->dr_failed, p->dr_failed + p->dr_ok, p->first_dr_topic, rd_kafka_err2str(p->first_dr_err));
-    rd_kafka_error_t *e = rd_kafka_commit_transaction(p->rk, -1);
+    if (ferr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        err = cs_err_new(CS_ERR_TIMEOUT, CS_ERR_F_RETRIABLE,
+                         "kafka producer %s: commit: %d messages still not delivered after %d ms "
+                         "(transaction.timeout.ms): %s; call commit again",
+                         p->txn_id, rd_kafka_outq_len(p->rk), p->txn_call_timeout_ms, rd_kafka_err2str(ferr));
+        cs_log_kv(CS_LOG_WARN, FACILITY, cs_err_message(err), "transactional_id", p->txn_id, NULL);
+        return err;
+    }
+    rd_kafka_error_t *e = rd_kafka_commit_transaction(p->rk, remaining_ms(deadline));
     if (e)
-        return from_rd_error(p, e, "commit_transaction");
+        return txn_call_error(p, e, "commit_transaction", "commit");
     set_state(p, CS_KAFKA_PRODUCER_READY);
     return NULL;
 }
@@ -477,19 +534,21 @@ cs_err *cs_kafka_producer_commit(cs_kafka_producer *p)
 cs_err *cs_kafka_producer_abort(cs_kafka_producer *p)
 {
     cs_err *err = require_state(p, "abort",
-                                ST(CS_KAFKA_PRODUCER_IN_TXN) | ST(CS_KAFKA_PRODUCER_COMMITTING) |
-                                    ST(CS_KAFKA_PRODUCER_ABORTABLE) | ST(CS_KAFKA_PRODUCER_ABORTING));
+                                ST(CS_KAFKA_PRODUCER_IN_TXN) | ST(CS_KAFKA_PRODUCER_ABORTABLE) |
+                                    ST(CS_KAFKA_PRODUCER_ABORTING));
     if (err)
         return err;
+    long long deadline = mono_ms() + p->txn_call_timeout_ms;
     if (p->state == CS_KAFKA_PRODUCER_IN_TXN) {
         /* A voluntary abort right after produce can race librdkafka's AddPartitionsToTxn: EndTxn reaches
          * the coordinator first and the broker answers INVALID_TXN_STATE, which is fatal (seen here with
          * librdkafka 2.0.2 under ASan timing; librdkafka issue #4849, open). Letting the messages reach
          * the broker first closes that window; bounded, as the abort may be due to a slow cluster. */
-        rd_kafka_flush(p->rk, ABORT_FLUSH_TIMEOUT_MS);
+        rd_kafka_flush(p->rk, p->txn_call_timeout_ms < ABORT_FLUSH_TIMEOUT_MS ? p->txn_call_timeout_ms
+                                                                              : ABORT_FLUSH_TIMEOUT_MS);
     }
     set_state(p, CS_KAFKA_PRODUCER_ABORTING);
-    rd_kafka_error_t *e = rd_kafka_abort_transaction(p->rk, -1);
+    rd_kafka_error_t *e = rd_kafka_abort_transaction(p->rk, remaining_ms(deadline));
     if (e) {
         /* From ABORTING only a fatal error moves on; requires-abort means "abort again". */
         unsigned flags = cs_kafka_error_flags(e);
@@ -500,7 +559,7 @@ cs_err *cs_kafka_producer_abort(cs_kafka_producer *p)
             rd_kafka_error_destroy(e);
             return ret;
         }
-        return from_rd_error(p, e, "abort_transaction");
+        return txn_call_error(p, e, "abort_transaction", "abort");
     }
     set_state(p, CS_KAFKA_PRODUCER_READY);
     return NULL;

@@ -38,7 +38,7 @@ typedef enum cs_kafka_producer_state {
     CS_KAFKA_PRODUCER_INIT = 0,   /* created; init_transactions not done yet */
     CS_KAFKA_PRODUCER_READY,      /* no transaction open */
     CS_KAFKA_PRODUCER_IN_TXN,     /* begin done: produce, send_offsets, commit, abort */
-    CS_KAFKA_PRODUCER_COMMITTING, /* commit started; a retriable failure leaves it here: commit or abort */
+    CS_KAFKA_PRODUCER_COMMITTING, /* commit started; a retriable failure leaves it here: commit again */
     CS_KAFKA_PRODUCER_ABORTABLE,  /* the transaction failed: only abort is allowed */
     CS_KAFKA_PRODUCER_ABORTING,   /* abort started; a retriable failure leaves it here: abort again */
     CS_KAFKA_PRODUCER_FATAL,      /* unusable: only destroy */
@@ -92,18 +92,27 @@ cs_err *cs_kafka_producer_send_offsets(cs_kafka_producer *p, const rd_kafka_topi
 
 /*
  * Commits the open transaction. Waits for every message's delivery report first and fails (requiring an
- * abort) if any message of this transaction failed. Uses timeout -1 (services.md): librdkafka then bounds
- * the wait by the remaining transaction.timeout.ms, so it cannot hang forever. A retriable failure may be
- * retried with another commit (or aborted).
+ * abort) if any message of this transaction failed. One call waits at most transaction.timeout.ms (of the
+ * conf given to cs_kafka_producer_new; librdkafka's default 60 s): librdkafka 2.0.2 does not bound a -1
+ * commit, and a coordinator that keeps answering EndTxn with a retriable error (e.g.
+ * COORDINATOR_LOAD_IN_PROGRESS) would block it for as long as that lasts. When the bound runs out the
+ * result is a retriable CS_ERR_TIMEOUT and the commit goes on in the background: call commit again (the
+ * same call resumes it; check your stop flag between attempts). The state stays COMMITTING, where only
+ * commit is allowed: librdkafka refuses an abort while a commit is pending (__CONFLICT).
  */
 cs_err *cs_kafka_producer_commit(cs_kafka_producer *p);
 
-/* Aborts the open (or failed) transaction; timeout -1 as for commit. A retriable failure may be retried. */
+/*
+ * Aborts the open (or failed) transaction, in states IN_TXN, ABORTABLE and ABORTING (not COMMITTING, see
+ * commit). Bounded like commit: a retriable failure (CS_ERR_TIMEOUT when the bound ran out) leaves the
+ * state ABORTING; call abort again to resume it.
+ */
 cs_err *cs_kafka_producer_abort(cs_kafka_producer *p);
 
 /*
- * Aborts an open transaction (bounded), flushes, and destroys the producer. NULL is allowed. Never fails:
- * problems are logged.
+ * Aborts an open transaction (bounded; refused by librdkafka while a commit is pending, in which case the
+ * coordinator completes the commit or times the transaction out), flushes, and destroys the producer.
+ * NULL is allowed. Never fails: problems are logged.
  */
 void cs_kafka_producer_destroy(cs_kafka_producer *p);
 

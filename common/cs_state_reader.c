@@ -58,9 +58,31 @@ static cs_err *conf_set(rd_kafka_conf_t *conf, const char *topic, const char *na
     return NULL;
 }
 
+/*
+ * An authorization failure, worded as one: which resource lacks which permission, and the fix. NULL when
+ * `e` is no authorization error. `group` is the consumer's group.id.
+ */
+static cs_err *auth_error(rd_kafka_resp_err_t e, const char *topic, const char *group)
+{
+    if (e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+        return cs_err_new(CS_ERR_CONFIG, 0,
+                          "state reader: not authorized to read topic %s (%s): the Kafka principal of this "
+                          "service needs the DESCRIBE and READ permissions on topic %s; add those ACLs "
+                          "(e.g. kafka-acls.sh --add --allow-principal User:<user> --operation Describe "
+                          "--operation Read --topic %s)",
+                          topic, rd_kafka_err2name(e), topic, topic);
+    if (e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED)
+        return cs_err_new(CS_ERR_CONFIG, 0,
+                          "state reader: not authorized for consumer group %s while reading topic %s (%s): "
+                          "the Kafka principal of this service needs the DESCRIBE and READ permissions on "
+                          "group %s; add those ACLs, or set kafka.group.id to a group it may use",
+                          group, topic, rd_kafka_err2name(e), group);
+    return NULL;
+}
+
 /* Fills `parts` (capacity `cap`) from the topic's metadata, filtered by `want`. */
-static cs_err *list_partitions(rd_kafka_t *rk, const char *topic, const int32_t *want, size_t n_want,
-                               int64_t deadline, part_state *parts, size_t cap, size_t *n_out)
+static cs_err *list_partitions(rd_kafka_t *rk, const char *topic, const char *group, const int32_t *want,
+                               size_t n_want, int64_t deadline, part_state *parts, size_t cap, size_t *n_out)
 {
     cs_err *err = NULL;
     const struct rd_kafka_metadata *md = NULL;
@@ -70,10 +92,15 @@ static cs_err *list_partitions(rd_kafka_t *rk, const char *topic, const int32_t 
         return cs_err_new(CS_ERR_CONFIG, 0, "state reader: invalid topic name '%s'", topic);
     rd_kafka_resp_err_t rerr = rd_kafka_metadata(rk, 0, rkt, &md, remaining_ms(deadline));
     if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        err = cs_err_new(CS_ERR_KAFKA, CS_ERR_F_RETRIABLE, "state reader: metadata for topic %s failed: %s",
-                         topic, rd_kafka_err2str(rerr));
+        err = auth_error(rerr, topic, group);
+        if (!err)
+            err = cs_err_new(CS_ERR_KAFKA, CS_ERR_F_RETRIABLE,
+                             "state reader: metadata for topic %s failed: %s", topic, rd_kafka_err2str(rerr));
         goto cleanup;
     }
+    /* Before "does not exist": a topic we may not describe comes back without partitions too. */
+    if (md->topic_cnt == 1 && (err = auth_error(md->topics[0].err, topic, group)))
+        goto cleanup;
     if (md->topic_cnt != 1 || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
         md->topics[0].partition_cnt == 0) {
         err = cs_err_new(
@@ -140,8 +167,8 @@ static bool is_permanent(rd_kafka_resp_err_t e)
 {
     return e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
            e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION || e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-           e == RD_KAFKA_RESP_ERR__AUTHENTICATION || e == RD_KAFKA_RESP_ERR__FATAL ||
-           e == RD_KAFKA_RESP_ERR__SSL;
+           e == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED || e == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+           e == RD_KAFKA_RESP_ERR__FATAL || e == RD_KAFKA_RESP_ERR__SSL;
 }
 
 cs_err *cs_state_reader_load(rd_kafka_conf_t *conf, const char *topic, const int32_t *partitions,
@@ -154,7 +181,7 @@ cs_err *cs_state_reader_load(rd_kafka_conf_t *conf, const char *topic, const int
     part_state *parts = NULL;
     size_t n_parts = 0, n_done = 0;
     uint64_t records = 0;
-    char buf[512];
+    char buf[512], group[256] = "";
     size_t len;
     int64_t t0 = now_ms();
     int64_t deadline = t0 + (timeout_ms > 0 ? timeout_ms : 0);
@@ -180,6 +207,9 @@ cs_err *cs_state_reader_load(rd_kafka_conf_t *conf, const char *topic, const int
     if ((rd_kafka_conf_get(conf, "group.id", buf, &len) != RD_KAFKA_CONF_OK || buf[0] == '\0') &&
         (err = conf_set(conf, topic, "group.id", "certsync-state-reader-no-commits")))
         goto cleanup;
+    len = sizeof(group);
+    if (rd_kafka_conf_get(conf, "group.id", group, &len) != RD_KAFKA_CONF_OK)
+        group[0] = '\0';
     len = sizeof(buf);
     if (rd_kafka_conf_get(conf, "queued.max.messages.kbytes", buf, &len) == RD_KAFKA_CONF_OK &&
         strcmp(buf, RDKAFKA_DEFAULT_QUEUED_KBYTES) == 0 &&
@@ -205,7 +235,7 @@ cs_err *cs_state_reader_load(rd_kafka_conf_t *conf, const char *topic, const int
         err = cs_err_new(CS_ERR_NOMEM, CS_ERR_F_FATAL, "state reader: out of memory");
         goto cleanup;
     }
-    if ((err = list_partitions(rk, topic, partitions, n_partitions, deadline, parts,
+    if ((err = list_partitions(rk, topic, group, partitions, n_partitions, deadline, parts,
                                cap > MAX_PARTITIONS ? MAX_PARTITIONS : cap, &n_parts)))
         goto cleanup;
 
@@ -215,6 +245,8 @@ cs_err *cs_state_reader_load(rd_kafka_conf_t *conf, const char *topic, const int
         rd_kafka_resp_err_t rerr =
             rd_kafka_query_watermark_offsets(rk, topic, ps->id, &ps->low, &ps->end, remaining_ms(deadline));
         if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if ((err = auth_error(rerr, topic, group)))
+                goto cleanup;
             err = cs_err_new(rerr == RD_KAFKA_RESP_ERR__TIMED_OUT ? CS_ERR_TIMEOUT : CS_ERR_KAFKA,
                              CS_ERR_F_RETRIABLE, "state reader: end offsets of %s [%" PRId32 "] failed: %s",
                              topic, ps->id, rd_kafka_err2str(rerr));
@@ -268,14 +300,23 @@ cs_err *cs_state_reader_load(rd_kafka_conf_t *conf, const char *topic, const int
             }
         } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             if (is_permanent(m->err)) {
-                err = cs_err_new(CS_ERR_KAFKA, 0, "state reader: consuming %s [%" PRId32 "] failed: %s",
-                                 topic, m->partition, rd_kafka_message_errstr(m));
+                err = auth_error(m->err, topic, group);
+                if (!err)
+                    err = cs_err_new(CS_ERR_KAFKA, 0, "state reader: consuming %s [%" PRId32 "] failed: %s",
+                                     topic, m->partition, rd_kafka_message_errstr(m));
                 rd_kafka_message_destroy(m);
                 goto cleanup;
             }
             cs_log_kv(CS_LOG_WARN, FACILITY, "state reader: transient consumer error", "topic", topic,
                       "error", rd_kafka_message_errstr(m), NULL);
-        } else if (ps && !ps->done && m->offset < ps->end) {
+        } else if (ps && !ps->done && m->offset >= ps->end) {
+            /* Written after the load started, past a tail of control markers or aborted records that are
+             * never delivered: this partition is complete. Without this the load would wait for an EOF
+             * that a steadily written partition may not reach before the deadline. */
+            ps->done = true;
+            ps->position = m->offset;
+            n_done++;
+        } else if (ps && !ps->done) {
             rd_kafka_timestamp_type_t tstype;
             cs_state_record rec = {
                 .topic = topic,

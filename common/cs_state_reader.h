@@ -47,7 +47,7 @@ typedef cs_err *(*cs_state_record_cb)(const cs_state_record *record, void *opaqu
  * `partitions` (n_partitions entries) restricts the load to those partitions; NULL loads all.
  * `timeout_ms` (> 0) bounds the whole load: CS_ERR_TIMEOUT (retriable) names the partition, its position
  * and its end. A topic that does not exist, or a partition it does not have, is a CS_ERR_CONFIG error
- * naming it. `*n_records` (may be NULL) receives the number of records passed to `cb`.
+ * naming it; so is a missing permission (TOPIC_ or GROUP_AUTHORIZATION_FAILED), named with its resource. `*n_records` (may be NULL) receives the number of records passed to `cb`.
  */
 cs_err *cs_state_reader_load(rd_kafka_conf_t *conf, const char *topic, const int32_t *partitions,
                              size_t n_partitions, int timeout_ms, cs_state_record_cb cb, void *opaque,

@@ -41,8 +41,44 @@ ensure_py_modules() {
   ensure_py_module pytest pytest python3-pytest
 }
 
+# The Debian slapd package starts (and enables) a system slapd on *:389, which takes the port the Samba
+# test DC binds on its loopback alias (tests/services/samba.sh) and can answer the tests' own probes.
+# certsync's tests run their own slapd, so stop and disable the system one, on every run: a reboot or a
+# package upgrade can bring it back. Never by process name: only through the init system or its pidfile.
+stop_system_slapd() {
+  local sudo="" pidfile=/var/run/slapd/slapd.pid pid
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    if systemctl cat slapd.service >/dev/null 2>&1; then
+      $sudo systemctl disable --now slapd >/dev/null 2>&1 || true
+    fi
+  elif [ -x /etc/init.d/slapd ]; then
+    if command -v service >/dev/null 2>&1; then
+      $sudo service slapd stop >/dev/null 2>&1 || true
+    else
+      $sudo /etc/init.d/slapd stop >/dev/null 2>&1 || true
+    fi
+    if command -v update-rc.d >/dev/null 2>&1; then
+      $sudo update-rc.d slapd disable >/dev/null 2>&1 || true
+    fi
+  fi
+  # Still running (no init system answered): signal the pid in its pidfile, if it really is a slapd.
+  [ -f "$pidfile" ] || return 0
+  pid=$(head -c 32 "$pidfile" 2>/dev/null | tr -dc '0-9')
+  [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = slapd ] || return 0
+  echo "install-deps: stopping the system slapd (pid $pid from $pidfile)"
+  $sudo kill -INT "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    [ -d "/proc/$pid" ] || return 0
+    sleep 0.2
+  done
+  echo "install-deps: the system slapd (pid $pid) did not stop; stop it by hand (it holds port 389)" >&2
+  return 1
+}
+
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
+  stop_system_slapd
   ensure_py_modules
   exit 0
 fi
@@ -54,8 +90,5 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-# The Debian slapd package starts a system slapd on :389; certsync's tests run their own.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet slapd 2>/dev/null; then
-  $SUDO systemctl stop slapd || true
-fi
+stop_system_slapd
 ensure_py_modules

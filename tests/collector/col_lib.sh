@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the collector integration tests (tests/collector/*.sh). Source it after it_lib.sh.
 
 PROBE=${COL_PROBE:?COL_PROBE (path of col_probe) is not set; run through ctest}

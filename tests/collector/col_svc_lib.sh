@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the service tests (tests/collector/col_service_*.sh): the real certsync-collector against
 # Kafka and a directory. Source after it_lib.sh and it_init.
 #
@@ -89,8 +90,12 @@ await_exit() {
     echo "collector $name still running after $2 s" >&2
     return 1
   fi
-  SVC_RC=0
-  wait "${SVC_PID[$name]}" || SVC_RC=$?
+  # SVC_RC is this function's result for the scripts that source this file (they test it).
+  # shellcheck disable=SC2034
+  {
+    SVC_RC=0
+    wait "${SVC_PID[$name]}" || SVC_RC=$?
+  }
   return 0
 }
 

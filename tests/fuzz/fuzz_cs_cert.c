@@ -45,6 +45,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int u = cs_cert_value_user_index(v);
         if (u >= (int)cs_cert_value_cert_count(v))
             __builtin_trap();
+        /* Certificates but no user certificate: none was readable, which must not look usable. */
+        if (u < 0 && cs_cert_value_cert_count(v) > 0 && cs_cert_value_verdict(v) == 0)
+            __builtin_trap();
         if (all >> CS_CERT_PROBLEM_COUNT)
             __builtin_trap();
         (void)sum;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the shell integration tests (tests/integration/*.sh). Source it.
 #
 # ctest sets CS_ENV_FILE (a service's DIR/env), CS_WORK_DIR (this test's scratch directory) and
@@ -7,9 +8,11 @@
 HERE_IT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/services/lib.sh
 . "$HERE_IT/../services/lib.sh"
+# For the scripts that source this file (tests/tools: gen_users.py, ...).
+# shellcheck disable=SC2034
 TOOLS=$(cd "$HERE_IT/../tools" && pwd)
 IT_LOG=""
-IT_T0=$(date +%s.%N)
+IT_T0=$(cs_now_ms)
 
 it_init() {
   [ -n "${CS_ENV_FILE:-}" ] || cs_die "CS_ENV_FILE is not set; run this test through ctest"
@@ -28,5 +31,5 @@ it_fail() {
 }
 
 it_ok() {
-  printf 'ok: %s (%.2f s since start)\n' "$*" "$(echo "$(date +%s.%N) - $IT_T0" | bc)"
+  printf 'ok: %s (%s s since start)\n' "$*" "$(cs_since_s "$IT_T0")"
 }

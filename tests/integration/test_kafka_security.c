@@ -326,8 +326,14 @@ static void test_collector_cannot_read_publisher_state(void **state)
     find_key f = {"seed", 0};
     cs_err *err = cs_state_reader_load(user_conf("collector", NULL, NULL), T_PUB_STATE, NULL, 0, 20000,
                                        count_key, &f, NULL);
-    /* Only that it fails: cs_state_reader words an authorization failure as "does not exist" today. */
+    /* An authorization failure, worded as one (not "does not exist"), naming the missing permission. */
     assert_non_null(err);
+    if (!strstr(cs_err_message(err), "not authorized to read topic") ||
+        !strstr(cs_err_message(err), "DESCRIBE and READ") || !strstr(cs_err_message(err), T_PUB_STATE) ||
+        strstr(cs_err_message(err), "does not exist"))
+        fail_msg("state reader error does not name the missing permission: %s", cs_err_message(err));
+    assert_int_equal(cs_err_code_of(err), CS_ERR_CONFIG);
+    assert_false(cs_err_is_retriable(err));
     cs_err_free(err);
     assert_int_equal(f.found, 0);
 }

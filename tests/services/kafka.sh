@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real Apache Kafka (KRaft, no ZooKeeper) for the integration tests. See tests/services/lib.sh.
 #
-#   kafka.sh fetch                           resolve the broker jars with Maven into the cache (idempotent)
+#   kafka.sh fetch [--secure|--all]          resolve the broker jars with Maven into the cache (idempotent);
+#                                            --secure: those of --secure's version, --all: both
 #   kafka.sh start DIR [--nodes 1|3]         start 1 or 3 broker+controller nodes on free 127.0.0.1 ports;
 #                                            write DIR/env (KAFKA_BOOTSTRAP, KAFKA_NODES, and per node
 #                                            KAFKA_NODE<i>_PID / KAFKA_NODE<i>_PORT) and DIR/pid
@@ -11,6 +12,9 @@
 #                                            KAFKA_SECURITY_PROTOCOL and per user (ADMIN, COLLECTOR, PUBLISHER)
 #                                            KAFKA_<USER>_USERNAME / KAFKA_<USER>_PASSWORD_FILE;
 #                                            Kafka $KAFKA_SECURE_VERSION (default 3.9.1, see below)
+#                                            DIR must be new, empty, or made by an earlier start (it holds
+#                                            the marker DIR/.certsync-kafka): start wipes it, and refuses
+#                                            to wipe anything else
 #   kafka.sh stop DIR                        stop every node by PID; non-zero if one is left
 #   kafka.sh topic DIR NAME --partitions N [--compact] [--replication R]
 #                                            create a topic (tests prefer librdkafka's Admin API from C)
@@ -41,8 +45,27 @@ KAFKA_HEAP=${KAFKA_HEAP:--Xms64m -Xmx448m}
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,22p' "${BASH_SOURCE[0]}" >&2
   exit 2
+}
+
+# Written into DIR by start: only a directory carrying it (or an empty one) is ever wiped.
+MARKER=.certsync-kafka
+
+# wipe_dir DIR: deletes DIR if it is empty or was made by an earlier start; refuses anything else (a
+# mistyped DIR must not cost a source tree). A DIR whose env file an earlier start wrote (before the
+# marker existed) counts as made by kafka.sh too.
+wipe_dir() {
+  local dir=$1
+  [ -e "$dir" ] || return 0
+  [ -d "$dir" ] || cs_die "kafka.sh start: $dir is not a directory; give a new or empty directory"
+  if [ -f "$dir/$MARKER" ] || [ -z "$(ls -A "$dir")" ] ||
+    { [ -f "$dir/env" ] && grep -q '^KAFKA_BOOTSTRAP=' "$dir/env"; }; then
+    rm -rf "$dir"
+    return 0
+  fi
+  cs_die "kafka.sh start: refusing to wipe $dir: it is not empty and no earlier 'kafka.sh start' made it" \
+    "(no $dir/$MARKER); give a new or empty directory, or remove that one yourself"
 }
 
 # The JVM flags for every Kafka process. Serial GC and C1 only: a test broker lives for minutes, and
@@ -244,9 +267,10 @@ cmd_start() {
   cmd_fetch
   local t0
   t0=$(date +%s.%N)
-  rm -rf "$dir"
+  wipe_dir "$dir"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
+  echo "made by tests/services/kafka.sh start: the next start may wipe this directory" >"$dir/$MARKER"
 
   local i cid voters="" bootstrap=""
   local -a bports cports
@@ -394,8 +418,24 @@ cmd_topic() {
   python3 "$PROBE" create-topic "$KAFKA_BOOTSTRAP" "$name" "$partitions" "$rf" "${cfg[@]}"
 }
 
+# fetch [--secure|--all]: the default version's jars, --secure's, or both (scripts/test.sh fetches both
+# up front so no test downloads during its run).
+fetch_versions() {
+  case ${1:-} in
+    "") cmd_fetch ;;
+    --secure | --all)
+      [ "$1" = --secure ] || cmd_fetch
+      KAFKA_VERSION=$KAFKA_SECURE_VERSION
+      CACHE=${CS_CACHE_DIR:-$HOME/.cache/certsync}/kafka-$KAFKA_VERSION
+      LIB=$CACHE/lib
+      cmd_fetch
+      ;;
+    *) cs_die "kafka.sh fetch: unknown option '$1' (expected --secure or --all)" ;;
+  esac
+}
+
 case ${1:-} in
-  fetch) cmd_fetch ;;
+  fetch) shift; fetch_versions "$@" ;;
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   topic) shift; cmd_topic "$@" ;;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the scripts that start real test servers. Source it; do not run it.
 #
 # Convention for every service script (kafka.sh, slapd.sh, samba.sh):
@@ -10,6 +11,17 @@
 cs_die() {
   echo "error: $*" >&2
   exit 1
+}
+
+# Milliseconds since the epoch (GNU date), so durations need only shell arithmetic (no bc).
+cs_now_ms() {
+  date +%s%3N
+}
+
+# cs_since_s T0_MS: seconds since T0_MS (from cs_now_ms) with two decimals, e.g. "12.34".
+cs_since_s() {
+  local ms=$(($(cs_now_ms) - $1))
+  printf '%d.%02d' $((ms / 1000)) $((ms % 1000 / 10))
 }
 
 # Prints a TCP port on 127.0.0.1 that nothing listens on now.

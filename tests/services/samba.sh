@@ -15,10 +15,13 @@
 #       --cache CACHEDIR (or CS_SAMBA_CACHE): keep a pristine provisioned template there and copy
 #       it per start (provisioning costs ~6 s, a copy well under 1 s). The template's domain SID,
 #       keys and Administrator password are shared by every copy: fine for tests only.
+#       Refuses to start while something listens on port 389 on every address (e.g. the Debian system
+#       slapd), naming it. A failed start leaves no samba process and no address alias behind.
 #   samba.sh stop DIR
 #       SIGTERM to the PID in DIR/pid, waits, then checks no process of that session is left
 #       (samba runs in its own session, so its children are found by session id, never by name);
-#       kills and reports leftovers and exits non-zero if there were any. Removes the address alias.
+#       kills and reports leftovers and exits non-zero if there were any. Removes the address alias
+#       (recorded in DIR/address before it is added), also when there is no DIR/pid.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -97,8 +100,12 @@ pick_address() {
       ip="127.88.$((RANDOM % 250 + 1)).$((RANDOM % 250 + 2))"
       if ip -4 addr show dev lo | grep -qw "inet $ip/32"; then continue; fi
       if (exec 3<>"/dev/tcp/$ip/389") 2>/dev/null; then continue; fi
-      ip addr add "$ip/32" dev lo || cs_die "cannot add $ip/32 to lo (needs root / CAP_NET_ADMIN)"
+      # Recorded first: whatever dies after the add, stop (or the start's trap) finds the alias to remove.
       echo "$ip" >"$d/address"
+      if ! ip addr add "$ip/32" dev lo; then
+        rm -f "$d/address"
+        cs_die "cannot add $ip/32 to lo (needs root / CAP_NET_ADMIN)"
+      fi
       exit 0
     done
     cs_die "no free 127.88.x.y address found after 200 tries"
@@ -114,6 +121,32 @@ remove_address() {
     ip addr del "$ip/32" dev lo || echo "warning: could not remove $ip/32 from lo" >&2
   fi
   rm -f "$d/address"
+}
+
+# Fails when something listens on port 389 on every address (0.0.0.0, [::] or *): Samba's bind of its
+# own 127.88.x.y:389 then fails or, with SO_REUSEADDR, clients may reach the wrong server. Typically
+# the system slapd that the Debian slapd package starts and enables.
+check_port_389() {
+  local wild
+  wild=$(ss -Hltnp 'sport = :389' 2>/dev/null |
+    awk '$4 ~ /^(0\.0\.0\.0|\*|\[::\]):389$/ { printf "%s%s %s", sep, $4, $6; sep = "; " }') || true
+  [ -z "$wild" ] && return 0
+  cs_die "port 389 is taken on every address by: $wild. Samba's test DC needs 127.88.x.y:389 to itself." \
+    "Stop that server; if it is the Debian system slapd, run scripts/install-deps.sh (it stops and" \
+    "disables it), or 'systemctl disable --now slapd' (without systemd: 'service slapd stop &&" \
+    "update-rc.d slapd disable')"
+}
+
+# EXIT trap of cmd_start: a start that fails at any point leaves no samba and no address alias behind.
+START_DIR=""
+start_failed() {
+  local rc=$?
+  [ "$rc" -ne 0 ] && [ -n "$START_DIR" ] || return 0
+  if [ -f "$START_DIR/pid" ]; then
+    (cmd_stop "$START_DIR") >/dev/null 2>&1 || true
+  fi
+  remove_address "$START_DIR"
+  exit "$rc"
 }
 
 write_smb_conf() {
@@ -168,13 +201,16 @@ cmd_start() {
   if [ -f "$d/pid" ] && cs_pid_alive "$(cat "$d/pid")"; then
     cs_die "a samba from $d is still running (pid $(cat "$d/pid")); run 'samba.sh stop $d' first"
   fi
+  check_port_389
   mkdir -p "$d"
   d=$(cd "$d" && pwd)
+  START_DIR=$d
+  trap start_failed EXIT
   remove_address "$d"
   rm -rf "$d/ad" "$d/tls" "$d/env" "$d/pid" "$d/samba.log" "$d/password"
 
   local t0 t1 src
-  t0=$(date +%s.%N)
+  t0=$(cs_now_ms)
   if [ -n "$cache" ]; then
     src=$(template "$cache")
     cp -a "$src/ad" "$d/ad"
@@ -185,7 +221,7 @@ cmd_start() {
     mv "$d/prov/password" "$d/password"
     rm -rf "$d/prov"
   fi
-  t1=$(date +%s.%N)
+  t1=$(cs_now_ms)
   mkdir -p "$d/ad/run"
 
   local ip
@@ -234,14 +270,23 @@ cmd_start() {
     echo "SAMBA_PID=$pid"
   } >"$d/env.tmp"
   mv "$d/env.tmp" "$d/env"
-  printf 'samba: pid %s on %s (ldap/ldaps), %s %.1f s, ready after %.1f s; env in %s\n' "$pid" "$ip" \
-    "$([ -n "$cache" ] && echo "template copy" || echo "provision")" "$(echo "$t1 - $t0" | bc)" \
-    "$(echo "$(date +%s.%N) - $t0" | bc)" "$d/env"
+  trap - EXIT
+  printf 'samba: pid %s on %s (ldap/ldaps), %s %d.%d s, ready after %s s; env in %s\n' "$pid" "$ip" \
+    "$([ -n "$cache" ] && echo "template copy" || echo "provision")" $(((t1 - t0) / 1000)) \
+    $(((t1 - t0) % 1000 / 100)) "$(cs_since_s "$t0")" "$d/env"
 }
 
 cmd_stop() {
   local d=$1 pid i left
-  [ -f "$d/pid" ] || cs_die "no $d/pid: nothing started there (or already stopped)"
+  if [ ! -f "$d/pid" ]; then
+    # A start that died before it wrote the pid may still have added its alias.
+    if [ -f "$d/address" ]; then
+      remove_address "$d"
+      echo "samba: no $d/pid (nothing running); removed the address alias recorded in $d/address"
+      return 0
+    fi
+    cs_die "no $d/pid: nothing started there (or already stopped)"
+  fi
   pid=$(cat "$d/pid")
   if cs_pid_alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true

@@ -792,6 +792,44 @@ static void garbage_empty_truncated(void **state)
     X509_free(x);
 }
 
+/*
+ * A set whose certificates are all unreadable has no user certificate, so the
+ * problem must be on the value: otherwise the verdict (value problems plus the
+ * user certificate's) would be empty, i.e. "usable".
+ */
+static void all_certificates_unreadable(void **state)
+{
+    (void)state;
+    /* ContentInfo{signedData, [0]{SignedData{1, {}, {data}, [0]{SEQUENCE{INTEGER 1}}, {}}}} */
+    static const unsigned char p7[] = {
+        0x30, 0x2a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02, /* signedData */
+        0xa0, 0x1d, 0x30, 0x1b, 0x02, 0x01, 0x01, 0x31, 0x00,                         /* version, digests */
+        0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01, /* data */
+        0xa0, 0x05, 0x30, 0x03, 0x02, 0x01, 0x01,                                     /* certificates */
+        0x31, 0x00,                                                                   /* signerInfos */
+    };
+    cs_cert_value *v = parse_ok(CS_CERT_ATTR_USER_SMIME_CERTIFICATE, p7, sizeof p7);
+    assert_int_equal(cs_cert_value_format(v), CS_CERT_FORMAT_PKCS7);
+    assert_int_equal(cs_cert_value_cert_count(v), 1);
+    assert_true(cs_cert_value_cert(v, 0)->problems & BIT(UNPARSEABLE));
+    assert_int_equal(cs_cert_value_user_index(v), -1);
+    assert_int_equal(cs_cert_value_verdict(v), BIT(UNPARSEABLE));
+    assert_non_null(cs_cert_value_reason(v));
+    assert_non_null(strstr(cs_cert_value_reason(v), "none of the 1 certificates could be read"));
+    cs_cert_value_free(v);
+
+    /* MS-OXOABK: one KeyExchangeCertificate setting holding 4 bytes that are no certificate. */
+    static const unsigned char oxo[] = {0x03, 0x00, 0x08, 0x00, 0xde, 0xad, 0xbe, 0xef};
+    v = parse_ok(CS_CERT_ATTR_USER_SMIME_CERTIFICATE, oxo, sizeof oxo);
+    assert_int_equal(cs_cert_value_format(v), CS_CERT_FORMAT_MSOXOABK);
+    assert_int_equal(cs_cert_value_cert_count(v), 1);
+    assert_int_equal(cs_cert_value_user_index(v), -1);
+    assert_int_equal(cs_cert_value_verdict(v), BIT(UNPARSEABLE));
+    assert_non_null(cs_cert_value_reason(v));
+    assert_non_null(strstr(cs_cert_value_reason(v), "none of the 1 certificates could be read"));
+    cs_cert_value_free(v);
+}
+
 static void bad_arguments_are_errors(void **state)
 {
     (void)state;
@@ -849,6 +887,7 @@ int main(void)
         cmocka_unit_test(wrong_format_for_attribute),
         cmocka_unit_test(large_values),
         cmocka_unit_test(garbage_empty_truncated),
+        cmocka_unit_test(all_certificates_unreadable),
         cmocka_unit_test(bad_arguments_are_errors),
         cmocka_unit_test(problem_names_are_stable),
     };

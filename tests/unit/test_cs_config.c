@@ -383,7 +383,112 @@ static void kafka_property_rejected_by_librdkafka(void **state)
     /* Credentials are not echoed even when rejected. */
     msg = load_fails("svc.id: a\nkafka.sasl.password.nope: hunter2\n");
     assert_null(strstr(msg, "hunter2"));
-    assert_contains(msg, "kafka.sasl.password.nope = \"<hidden>\"");
+    assert_contains(msg, "bad.yaml:2: kafka.sasl.password.nope: ");
+    free(msg);
+}
+
+/* kafka.X_file: the file's contents become librdkafka's X, and only there. */
+static void kafka_secret_from_file(void **state)
+{
+    (void)state;
+    write_text("kafka-pass.txt", "kafka-p4ss-value\n");
+    cs_config *cfg = load_ok("svc.id: a\n"
+                             "kafka:\n"
+                             "  sasl.password_file: kafka-pass.txt\n"
+                             "  ssl.key.password_file: secret.txt\n"
+                             "  sasl.username: certsync\n");
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    assert_null(cs_config_apply_kafka(cfg, conf));
+    char buf[128];
+    size_t sz = sizeof(buf);
+    assert_int_equal(rd_kafka_conf_get(conf, "sasl.password", buf, &sz), RD_KAFKA_CONF_OK);
+    assert_string_equal(buf, "kafka-p4ss-value"); /* newline trimmed */
+    sz = sizeof(buf);
+    assert_int_equal(rd_kafka_conf_get(conf, "ssl.key.password", buf, &sz), RD_KAFKA_CONF_OK);
+    assert_string_equal(buf, "s3cr3t-value");
+    rd_kafka_conf_destroy(conf);
+    /* The file key is what the file set; its listed value is the resolved path, never the secret. */
+    assert_true(cs_config_is_set(cfg, "kafka.sasl.password_file"));
+    assert_false(cs_config_is_set(cfg, "kafka.sasl.password"));
+    const char *name, *value;
+    int line;
+    cs_config_prefix_at(cfg, "kafka.", 0, &name, &value, &line);
+    assert_string_equal(name, "sasl.password_file");
+    char expect[PATH_MAX + 64];
+    snprintf(expect, sizeof(expect), "%s/kafka-pass.txt", tmpdir);
+    assert_string_equal(value, expect);
+    assert_int_equal(line, 3);
+    cs_config_free(cfg);
+}
+
+static void kafka_inline_secret_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *fix;
+    } cases[] = {
+        {"sasl.password", "kafka.sasl.password_file"},
+        {"ssl.key.password", "kafka.ssl.key.password_file"},
+        {"sasl.oauthbearer.client.secret", "kafka.sasl.oauthbearer.client.secret_file"},
+        {"ssl.key.pem", "kafka.ssl.key.location"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[256], expect[256];
+        snprintf(text, sizeof(text), "svc.id: a\nkafka.%s: hunter2-inline\n", cases[i].key);
+        char *msg = load_fails(text);
+        snprintf(expect, sizeof(expect), "bad.yaml:2: kafka.%s: ", cases[i].key);
+        assert_contains(msg, expect);
+        assert_contains(msg, cases[i].fix);
+        assert_null(strstr(msg, "hunter2"));
+        free(msg);
+    }
+    /* Nested spelling too, and a librdkafka-unknown secret-looking key is refused the same way. */
+    char *msg = load_fails("svc.id: a\nkafka:\n  sasl:\n    password: hunter2-nested\n");
+    assert_contains(msg, "bad.yaml:4: kafka.sasl.password: ");
+    assert_null(strstr(msg, "hunter2"));
+    free(msg);
+    /* Paths and public certificates that merely look secret stay allowed. */
+    cs_config *cfg = load_ok("svc.id: a\nkafka:\n  ssl.key.location: /run/secrets/k.pem\n"
+                             "  ssl.keystore.location: /run/secrets/ks.p12\n"
+                             "  sasl.kerberos.keytab: /etc/krb5.keytab\n");
+    cs_config_free(cfg);
+}
+
+static void kafka_secret_file_problems(void **state)
+{
+    (void)state;
+    char *msg = load_fails("svc.id: a\nkafka.sasl.password_file: nope/kafka-missing.txt\n");
+    char expect[PATH_MAX * 2];
+    snprintf(expect, sizeof(expect),
+             "bad.yaml:2: kafka.sasl.password_file: secret file \"%s/nope/kafka-missing.txt\" is unusable: "
+             "cannot open it",
+             tmpdir);
+    assert_contains(msg, expect);
+    assert_contains(msg, "Kubernetes Secret");
+    free(msg);
+    msg = load_fails("svc.id: a\nkafka.ssl.key.password_file: empty.txt\n");
+    assert_contains(msg, "bad.yaml:2: kafka.ssl.key.password_file: secret file");
+    assert_contains(msg, "it is empty");
+    free(msg);
+    /* The secret never shows: not next to other errors, not when librdkafka rejects the property. */
+    write_text("kafka-pass.txt", "kafka-p4ss-value\n");
+    msg = load_fails("svc.id: a\n"
+                     "kafka.sasl.password_file: kafka-pass.txt\n"
+                     "kafka.no.such.password_file: kafka-pass.txt\n"
+                     "kafka.acks: banana\n");
+    assert_contains(msg, "bad.yaml:3: kafka.no.such.password_file");
+    assert_contains(msg, "bad.yaml:4: kafka.acks");
+    assert_null(strstr(msg, "kafka-p4ss"));
+    free(msg);
+}
+
+static void alias_error_escapes_the_key(void **state)
+{
+    (void)state;
+    /* A key with a control character must not reach the message raw (it could forge a line). */
+    char *msg = load_fails("svc.id: &a x\n\"svc.\\nforged\": *a\n");
+    assert_contains(msg, "svc.?forged: aliases (*name) are not supported");
+    assert_null(strstr(msg, "svc.\nforged"));
     free(msg);
 }
 
@@ -499,6 +604,10 @@ int main(void)
         cmocka_unit_test(missing_and_empty_secret_files),
         cmocka_unit_test(secret_never_in_errors),
         cmocka_unit_test(kafka_property_rejected_by_librdkafka),
+        cmocka_unit_test(kafka_secret_from_file),
+        cmocka_unit_test(kafka_inline_secret_refused),
+        cmocka_unit_test(kafka_secret_file_problems),
+        cmocka_unit_test(alias_error_escapes_the_key),
         cmocka_unit_test(all_errors_reported_together_in_line_order),
         cmocka_unit_test(over_large_and_non_utf8_files),
         cmocka_unit_test(help_renders_table),

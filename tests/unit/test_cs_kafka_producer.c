@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h> /* must follow rdkafka.h */
@@ -253,6 +254,112 @@ static void end_txn_fenced_is_fenced(void **state)
     cs_kafka_producer_destroy(p);
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* transaction.timeout.ms of mock_conf(): the bound of one commit or abort call. */
+#define MOCK_TXN_TIMEOUT_MS 3000
+/* EndTxn errors injected: librdkafka retries each after retry.backoff.ms (100 ms), so the storm lasts
+ * far longer than one bounded call (an unbounded commit would block until it ends, then succeed). */
+#define STORM_ERRORS 150
+
+static void push_end_txn_storm(rd_kafka_mock_cluster_t *mc)
+{
+    for (int i = 0; i < STORM_ERRORS; i++)
+        rd_kafka_mock_push_request_errors(mc, API_END_TXN, 1, RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+}
+
+/*
+ * A coordinator that keeps answering EndTxn with COORDINATOR_LOAD_IN_PROGRESS: commit must come back
+ * within transaction.timeout.ms as a retriable timeout (not block until the storm ends), the producer
+ * must refuse an abort meanwhile (librdkafka does too: the commit goes on in the background), and the
+ * same commit call must succeed once the errors stop.
+ */
+static void end_txn_storm_commit_times_out_then_resumes(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    must(cs_kafka_producer_init(p, 10000));
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    push_end_txn_storm(mc);
+    long long t0 = mono_ms();
+    cs_err *err = cs_kafka_producer_commit(p);
+    long long took = mono_ms() - t0;
+    if (!err)
+        fail_msg("commit succeeded after %lld ms during an EndTxn error storm: it was not bounded", took);
+    assert_true(cs_err_is_retriable(err));
+    assert_false(cs_err_is_fatal(err));
+    assert_false(cs_err_txn_requires_abort(err));
+    assert_int_equal(cs_err_code_of(err), CS_ERR_TIMEOUT);
+    assert_non_null(strstr(cs_err_message(err), "commit"));
+    assert_true(took < MOCK_TXN_TIMEOUT_MS + 2000);
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_COMMITTING);
+    cs_err_free(err);
+
+    /* librdkafka refuses an abort while the timed-out commit is pending (retriable __CONFLICT)... */
+    rd_kafka_error_t *re = rd_kafka_abort_transaction(cs_kafka_producer_rd_kafka(p), 100);
+    assert_non_null(re);
+    assert_int_equal(rd_kafka_error_code(re), RD_KAFKA_RESP_ERR__CONFLICT);
+    rd_kafka_error_destroy(re);
+    /* ... so the producer's state machine does not offer it either. */
+    err = cs_kafka_producer_abort(p);
+    assert_int_equal(cs_err_code_of(err), CS_ERR_STATE);
+    assert_non_null(strstr(cs_err_message(err), "commit"));
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_COMMITTING);
+    cs_err_free(err);
+
+    /* The errors stop: the same call resumes and completes the commit. */
+    rd_kafka_mock_clear_request_errors(mc, API_END_TXN);
+    t0 = mono_ms();
+    must(cs_kafka_producer_commit(p));
+    assert_true(mono_ms() - t0 < MOCK_TXN_TIMEOUT_MS + 2000);
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_READY);
+    /* And the producer goes on normally. */
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    must(cs_kafka_producer_commit(p));
+    cs_kafka_producer_destroy(p);
+}
+
+/* The same storm during an abort: a bounded, retriable timeout, then the same call completes the abort. */
+static void end_txn_storm_abort_times_out_then_resumes(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    must(cs_kafka_producer_init(p, 10000));
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    push_end_txn_storm(mc);
+    long long t0 = mono_ms();
+    cs_err *err = cs_kafka_producer_abort(p);
+    long long took = mono_ms() - t0;
+    if (!err)
+        fail_msg("abort succeeded after %lld ms during an EndTxn error storm: it was not bounded", took);
+    assert_true(cs_err_is_retriable(err));
+    assert_false(cs_err_is_fatal(err));
+    assert_int_equal(cs_err_code_of(err), CS_ERR_TIMEOUT);
+    assert_true(took < MOCK_TXN_TIMEOUT_MS + 2000); /* one bound for the flush before it and the abort */
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_ABORTING);
+    cs_err_free(err);
+    err = cs_kafka_producer_commit(p); /* no way back to a commit */
+    assert_int_equal(cs_err_code_of(err), CS_ERR_STATE);
+    cs_err_free(err);
+    rd_kafka_mock_clear_request_errors(mc, API_END_TXN);
+    must(cs_kafka_producer_abort(p));
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_READY);
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    must(cs_kafka_producer_commit(p));
+    cs_kafka_producer_destroy(p);
+}
+
 /* The mapping itself, on error objects built by hand: no flag at all means fatal (services.md). */
 static void error_flags_mapping(void **state)
 {
@@ -279,6 +386,8 @@ int main(void)
         cmocka_unit_test(add_partitions_fenced_is_fatal_and_fenced),
         cmocka_unit_test(end_txn_fatal_error_is_fatal),
         cmocka_unit_test(end_txn_fenced_is_fenced),
+        cmocka_unit_test(end_txn_storm_commit_times_out_then_resumes),
+        cmocka_unit_test(end_txn_storm_abort_times_out_then_resumes),
         cmocka_unit_test(error_flags_mapping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -94,7 +94,7 @@ mounted, then the service's own overrides (.extra). Returns YAML; use with fromY
 {{- toYaml $out -}}
 {{- end -}}
 
-{{/* The line naming the Kafka SASL password file, once the services have the key (see values.yaml). */}}
+{{/* The line naming the Kafka SASL password file (kafka.sasl.passwordFileConfigKey, see values.yaml). */}}
 {{- define "certsync.kafkaPasswordLine" -}}
 {{- if and .Values.kafka.sasl.passwordSecret.name .Values.kafka.sasl.passwordFileConfigKey }}
 {{ .Values.kafka.sasl.passwordFileConfigKey }}: {{ printf "%s/kafka/sasl-password" (include "certsync.secretDir" .) | quote }}

@@ -18,15 +18,62 @@ static void usage(const cs_cli_spec *spec, FILE *out)
             "  --help           this text\n"
             "  --version        print the version\n",
             spec->program, spec->version, spec->summary, spec->program, spec->program);
+    for (size_t i = 0; spec->flags && i < CS_CLI_MAX_FLAGS && spec->flags[i].name; i++)
+        fprintf(out, "  %-16s %s\n", spec->flags[i].name, spec->flags[i].help ? spec->flags[i].help : "");
+    if (!spec->commands || !spec->commands[0].name)
+        return;
+    fprintf(out, "\nCommands: %s --config FILE <command> [arguments]\n", spec->program);
+    for (size_t i = 0; i < CS_CLI_MAX_COMMANDS && spec->commands[i].name; i++) {
+        const cs_cli_command *c = &spec->commands[i];
+        fprintf(out, "  %s%s%s\n", c->name, c->synopsis && *c->synopsis ? " " : "",
+                c->synopsis ? c->synopsis : "");
+        /* Each help line indented, so multi-line help reads as one block. */
+        for (const char *p = c->help ? c->help : ""; *p;) {
+            size_t len = strcspn(p, "\n");
+            fprintf(out, "      %.*s\n", (int)len, p);
+            p += len + (p[len] == '\n');
+        }
+    }
+}
+
+static int find_command(const cs_cli_spec *spec, const char *name)
+{
+    for (size_t i = 0; spec->commands && i < CS_CLI_MAX_COMMANDS && spec->commands[i].name; i++)
+        if (strcmp(spec->commands[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int find_flag(const cs_cli_spec *spec, const char *name)
+{
+    for (size_t i = 0; spec->flags && i < CS_CLI_MAX_FLAGS && spec->flags[i].name; i++)
+        if (strcmp(spec->flags[i].name, name) == 0)
+            return (int)i;
+    return -1;
 }
 
 int cs_cli_parse(const cs_cli_spec *spec, int argc, char **argv, cs_cli_args *args)
 {
-    args->config_path = NULL;
-    args->check_config = false;
+    memset(args, 0, sizeof(*args));
+    args->command = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        int k = a[0] == '-' ? find_flag(spec, a) : -1;
+        if (a[0] != '-' && spec->commands) {
+            k = find_command(spec, a);
+            if (k < 0) {
+                fprintf(stderr, "%s: unknown command \"%s\" (try --help for the list)\n", spec->program, a);
+                return CS_CLI_EXIT_FAIL;
+            }
+            /* Everything after the command is the command's own. */
+            args->command = k;
+            args->command_argc = argc - i - 1;
+            args->command_argv = argv + i + 1;
+            break;
+        }
+        if (k >= 0) {
+            args->flag_set[k] = true;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(spec, stdout);
             return CS_CLI_EXIT_OK;
         } else if (strcmp(a, "--help-config") == 0) {

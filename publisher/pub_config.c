@@ -175,6 +175,7 @@ static const cs_config_row pub_rows[] = {
      .def = "info",
      .allowed = level_values,
      .desc = "Lowest level of log lines written."},
+    CS_POLICY_CONFIG_ROWS,
     {.name = "kafka.",
      .type = CS_CONFIG_PREFIX,
      .desc = "Any librdkafka property, e.g. kafka.bootstrap.servers (required), kafka.security.protocol. "
@@ -186,6 +187,7 @@ static const cs_config_row pub_rows[] = {
 /* Cross-field rules: what a single row cannot say. */
 static void pub_finalize(cs_config *c)
 {
+    cs_policy_config_finalize(c);
     if (cs_config_key_ok(c, "o365.auth")) {
         bool secret = strcmp(cs_config_get_string(c, "o365.auth"), "secret") == 0;
         bool has_secret = cs_config_is_set(c, "o365.client_secret_file");
@@ -314,10 +316,17 @@ cs_err *pub_config_load(const char *path, pub_config **out)
     /* instance_id is at most 100 characters (cs_config_check_id), so this always fits. */
     snprintf(cfg->transactional_id, sizeof(cfg->transactional_id), "%s%s", PUB_CONFIG_TXN_ID_PREFIX,
              cfg->instance_id);
+    cfg->readiness_expiring_soon_days = cs_policy_config_expiring_soon_days(raw);
+    /* Built now, so --check-config loads the CA and CRL files too; the publisher judges every rule. */
+    err = cs_policy_config_build(raw, CS_POLICY_CONFIG_FULL, &cfg->policy);
+    if (err)
+        goto cleanup;
     *out = cfg;
     cfg = NULL;
     raw = NULL;
 cleanup:
+    if (cfg)
+        cs_policy_free(cfg->policy);
     free(cfg);
     cs_config_free(raw);
     return err;
@@ -327,6 +336,7 @@ void pub_config_free(pub_config *cfg)
 {
     if (!cfg)
         return;
+    cs_policy_free(cfg->policy);
     cs_config_free(cfg->raw);
     free(cfg);
 }

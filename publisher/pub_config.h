@@ -15,6 +15,8 @@
 #include "cs_config.h"
 #include "cs_err.h"
 #include "cs_log.h"
+#include "cs_policy.h"
+#include "cs_policy_config.h"
 
 #define PUB_CONFIG_DEFAULT_GROUP_ID "certsync-publisher"
 #define PUB_CONFIG_TXN_ID_PREFIX "certsync-publisher-"
@@ -73,8 +75,10 @@ typedef struct pub_config {
     const char *admin_host;
     int admin_port;
     cs_log_level log_level;
-    char transactional_id[160]; /* certsync-publisher-<publisher.instance_id> */
-    cs_config *raw;             /* the loaded file: kafka.* properties and warnings */
+    cs_policy *policy; /* from policy.* (every rule), built at load: owned by the config */
+    unsigned readiness_expiring_soon_days; /* readiness.expiring_soon_days */
+    char transactional_id[160];            /* certsync-publisher-<publisher.instance_id> */
+    cs_config *raw;                        /* the loaded file: kafka.* properties and warnings */
 } pub_config;
 
 /* The publisher's table (for --help-config and tests). */

@@ -18,6 +18,12 @@ typedef struct kept_list {
     size_t n;
 } kept_list;
 
+/* One value the policy refused: the log line and the failed rules. */
+typedef struct refusal {
+    char *message; /* cs_policy_verdict_message() */
+    cs_policy_rules rules;
+} refusal;
+
 struct pub_decision {
     pub_decision_kind kind;
     cs_version_order order;
@@ -27,6 +33,9 @@ struct pub_decision {
     char sha256[CS_SHA256_HEX_LEN];
     Certsync__V1__DeadLetterReason dl_reason;
     char detail[DETAIL_MAX];
+    refusal *refusals;
+    size_t n_refusals;
+    cs_policy_rules refused_rules; /* union, for the detail line */
 };
 
 /* One candidate during pruning. */
@@ -81,6 +90,9 @@ void pub_decision_free(pub_decision *d)
     for (size_t i = 0; i < d->n_dropped; i++)
         dropped_free(d->dropped[i]);
     free(d->dropped);
+    for (size_t i = 0; i < d->n_refusals; i++)
+        free(d->refusals[i].message);
+    free(d->refusals);
     free(d);
 }
 
@@ -207,6 +219,101 @@ cleanup:
     return err;
 }
 
+/* The refused rules' names, comma separated ("" when none). */
+static void refused_rules_text(const pub_decision *d, char *out, size_t cap)
+{
+    cs_buf b;
+    cs_buf_init(&b, cap);
+    out[0] = '\0';
+    if (cs_policy_rules_format(d->refused_rules, &b))
+        snprintf(out, cap, "%s", cs_buf_str(&b));
+    cs_buf_free(&b);
+}
+
+/* Who the event is about, for refusal messages: UPN, else DN, else the object id. */
+static const char *user_label(const Certsync__V1__ChangeEvent *event)
+{
+    const Certsync__V1__Identity *id = event->identity;
+    if (id && id->user_principal_name && *id->user_principal_name)
+        return id->user_principal_name;
+    if (id && id->dn && *id->dn)
+        return id->dn;
+    if (id && id->object_id && *id->object_id)
+        return id->object_id;
+    return NULL;
+}
+
+/*
+ * The policy step of one attribute: judges every value at `now` against the recipient's addresses; a refused
+ * value becomes a DroppedValue (reason "policy: <rules>", the rules as problems) and a refusal; the accepted
+ * ones are put in `passed` (capacity n) in directory order, *n_passed their count.
+ */
+static cs_err *policy_filter(pub_decision *d, const cs_policy *policy, cs_cert_attr attr,
+                             Certsync__V1__CertificateValue *const *values, size_t n,
+                             const cs_policy_addresses *addrs, const char *label, int64_t now,
+                             Certsync__V1__CertificateValue **passed, size_t *n_passed)
+{
+    cs_err *err = NULL;
+    cs_policy_verdict *v = NULL;
+    *n_passed = 0;
+    for (size_t i = 0; i < n; i++) {
+        const ProtobufCBinaryData *raw = &values[i]->raw;
+        err = cs_policy_check_value(policy, attr, raw->data, raw->len, (const char *const *)addrs->v,
+                                    addrs->n, now, label, &v);
+        if (err)
+            goto cleanup;
+        if (cs_policy_verdict_ok(v)) {
+            passed[(*n_passed)++] = values[i];
+        } else {
+            err = add_dropped(d, attr, values[i], cs_policy_verdict_problems(v),
+                              cs_policy_verdict_dropped_reason(v));
+            if (err)
+                goto cleanup;
+            refusal *grown = realloc(d->refusals, (d->n_refusals + 1) * sizeof(*grown));
+            if (!grown) {
+                err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory recording a policy refusal");
+                goto cleanup;
+            }
+            d->refusals = grown;
+            grown[d->n_refusals].message = dup_str(cs_policy_verdict_message(v));
+            grown[d->n_refusals].rules = cs_policy_verdict_rules(v);
+            if (!grown[d->n_refusals].message) {
+                err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory recording a policy refusal");
+                goto cleanup;
+            }
+            d->refused_rules |= grown[d->n_refusals].rules;
+            d->n_refusals++;
+        }
+        cs_policy_verdict_free(v);
+        v = NULL;
+    }
+cleanup:
+    cs_policy_verdict_free(v);
+    return err;
+}
+
+/* Policy (when given and enabled), then pruning, for one attribute. */
+static cs_err *judge_attr(pub_decision *d, const cs_policy *policy, cs_cert_attr attr,
+                          Certsync__V1__CertificateValue *const *values, size_t n,
+                          const cs_policy_addresses *addrs, const char *label, int64_t now)
+{
+    cs_err *err = NULL;
+    Certsync__V1__CertificateValue **passed = NULL;
+    size_t n_passed = 0;
+    if (n == 0)
+        return NULL;
+    if (!policy)
+        return prune_attr(d, attr, values, n, now);
+    passed = calloc(n, sizeof(*passed));
+    if (!passed)
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory judging %zu values", n);
+    err = policy_filter(d, policy, attr, values, n, addrs, label, now, passed, &n_passed);
+    if (!err)
+        err = prune_attr(d, attr, passed, n_passed, now);
+    free(passed);
+    return err;
+}
+
 /* SHA-256 of exactly what is written, in cs_event_content_sha256's framing, over the kept values. */
 static cs_err *written_sha(pub_decision *d)
 {
@@ -222,8 +329,15 @@ static cs_err *written_sha(pub_decision *d)
 cs_err *pub_decide(const Certsync__V1__ChangeEvent *event, const pub_applied_view *applied, int64_t now,
                    pub_decision **out)
 {
+    return pub_decide_with_policy(event, applied, NULL, now, out);
+}
+
+cs_err *pub_decide_with_policy(const Certsync__V1__ChangeEvent *event, const pub_applied_view *applied,
+                               const cs_policy *policy, int64_t now, pub_decision **out)
+{
     cs_err *err = NULL;
     pub_decision *d = NULL;
+    cs_policy_addresses addrs = {0};
     if (!event || !out)
         return cs_err_new(CS_ERR_INVALID_INPUT, 0, "pub_decide: event and out are required");
     *out = NULL;
@@ -244,11 +358,28 @@ cs_err *pub_decide(const Certsync__V1__ChangeEvent *event, const pub_applied_vie
         d->kind = PUB_DECISION_CLEAR;
         snprintf(d->detail, sizeof(d->detail), "removal: clear both attributes");
     } else {
-        err = prune_attr(d, CS_CERT_ATTR_USER_CERTIFICATE, event->user_certificate, event->n_user_certificate,
-                         now);
+        const char *label = user_label(event);
+        if (policy && !cs_policy_enabled(policy))
+            policy = NULL; /* policy.enabled: false writes every value */
+        if (policy) {
+            /* The recipient's addresses as the directory gives them (see pub_decide.h for why not Exchange's). */
+            const Certsync__V1__Identity *idp = event->identity;
+            cs_policy_identity id = {0};
+            if (idp) {
+                id.mail = idp->mail;
+                id.proxies = (const char *const *)idp->proxy_addresses;
+                id.n_proxies = idp->n_proxy_addresses;
+                id.upn = idp->user_principal_name;
+            }
+            err = cs_policy_addresses_collect(policy, &id, &addrs);
+            if (err)
+                goto cleanup;
+        }
+        err = judge_attr(d, policy, CS_CERT_ATTR_USER_CERTIFICATE, event->user_certificate,
+                         event->n_user_certificate, &addrs, label, now);
         if (!err)
-            err = prune_attr(d, CS_CERT_ATTR_USER_SMIME_CERTIFICATE, event->user_smime_certificate,
-                             event->n_user_smime_certificate, now);
+            err = judge_attr(d, policy, CS_CERT_ATTR_USER_SMIME_CERTIFICATE, event->user_smime_certificate,
+                             event->n_user_smime_certificate, &addrs, label, now);
         if (err)
             goto cleanup;
         size_t had = event->n_user_certificate + event->n_user_smime_certificate;
@@ -256,16 +387,19 @@ cs_err *pub_decide(const Certsync__V1__ChangeEvent *event, const pub_applied_vie
         if (had > 0 && kept == 0) {
             d->kind = PUB_DECISION_DEAD_LETTER;
             d->dl_reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_NOTHING_VALID;
+            char rules[256] = "";
+            refused_rules_text(d, rules, sizeof(rules));
             snprintf(d->detail, sizeof(d->detail),
-                     "nothing valid to write: all %zu values were dropped (expired or unusable); renew the "
-                     "user's certificates in the directory",
-                     had);
+                     "nothing valid to write: all %zu values were dropped (%zu refused by policy%s%s, the "
+                     "others expired or unusable); renew the user's certificates in the directory",
+                     had, d->n_refusals, rules[0] ? ": " : "", rules);
             goto done;
         }
         d->kind = PUB_DECISION_WRITE;
         snprintf(d->detail, sizeof(d->detail),
-                 "write %zu userCertificate and %zu userSMIMECertificate values, %zu dropped", d->kept[0].n,
-                 d->kept[1].n, d->n_dropped);
+                 "write %zu userCertificate and %zu userSMIMECertificate values, %zu dropped (%zu refused by "
+                 "policy)",
+                 d->kept[0].n, d->kept[1].n, d->n_dropped, d->n_refusals);
     }
     err = written_sha(d);
     if (err)
@@ -286,6 +420,7 @@ done:
     *out = d;
     d = NULL;
 cleanup:
+    cs_policy_addresses_free(&addrs);
     pub_decision_free(d);
     return err;
 }
@@ -343,4 +478,19 @@ Certsync__V1__Outcome pub_decision_outcome(const pub_decision *d)
         return CERTSYNC__V1__OUTCOME__OUTCOME_DEAD_LETTERED;
     }
     return CERTSYNC__V1__OUTCOME__OUTCOME_UNSPECIFIED;
+}
+
+size_t pub_decision_refusal_count(const pub_decision *d)
+{
+    return d->n_refusals;
+}
+
+const char *pub_decision_refusal_message(const pub_decision *d, size_t i)
+{
+    return i < d->n_refusals ? d->refusals[i].message : "";
+}
+
+cs_policy_rules pub_decision_refusal_rules(const pub_decision *d, size_t i)
+{
+    return i < d->n_refusals ? d->refusals[i].rules : 0;
 }

@@ -14,12 +14,28 @@
  *                          make the converged state that follows compare EQUAL and be skipped wrongly.
  *     No applied state at all: go on.
  *  2. Removal (CHANGE_KIND_REMOVAL): CLEAR both attributes (empty lists).
+ *  2b. Certificate policy (pub_decide_with_policy() with an enabled cs_policy; issue 6), before pruning: every
+ *     value is judged at `now` with cs_policy_check_value(). A refused value is not written: it becomes a
+ *     DroppedValue whose reason is cs_policy_verdict_dropped_reason() ("policy: expired,address_mismatch") and
+ *     whose problems are cs_policy_verdict_problems(), and a refusal (pub_decision_refusal_*: the
+ *     cs_policy_verdict_message() line naming the user, the certificate's fingerprint and the rules, for the
+ *     caller to log once and count by rule after its commit: decide itself does no I/O).
+ *     Whose addresses: the address rule needs the RECIPIENT's addresses. The decision takes them from the
+ *     event's identity (mail, the smtp: entries of proxyAddresses, and the UPN when policy.match_upn), not from
+ *     Exchange: the decision comes before the recipient is resolved (resolution is the applier's, and it
+ *     learns only the PrimarySmtpAddress, not every EmailAddresses entry), so judging after resolution would
+ *     split the decision in two and make the written hash depend on a lookup. For synced users Entra Connect
+ *     derives Exchange's EmailAddresses from exactly these directory attributes (proxyAddresses, else mail),
+ *     so the two sets agree; an address Exchange adds on its own (e.g. a tenant.onmicrosoft.com alias) is
+ *     one no certificate authority issues S/MIME certificates for.
+ *     Only values that pass the policy are pruned below.
  *  3. Pruning, per attribute, only when it has more than PUB_DECIDE_MAX_VALUES values: every value is re-judged
  *     at `now` with cs_cert (time-dependent problems in the event were judged when it was collected); values
  *     with any problem (expired, unusable) are dropped first, then the valid ones are ranked by the user
  *     certificate's notAfter, newest first, and the first PUB_DECIDE_MAX_VALUES are kept. Kept values stay in
  *     directory order. Every dropped value is reported as a DroppedValue with its reason.
- *     If the event had values and pruning left none in either attribute: DEAD_LETTER (NOTHING_VALID).
+ *     If the event had values and the policy and pruning left none in either attribute: DEAD_LETTER
+ *     (NOTHING_VALID).
  *     An event with no values at all is a legitimate clear: WRITE with two empty lists.
  *  4. Duplicate: the SHA-256 of what would be written (cs_event_content_sha256 framing, over the kept values)
  *     equals the applied RecipientState.written_sha256 -> SKIP_DUPLICATE (the version still advances).
@@ -37,6 +53,7 @@
 #include "cs_cert.h"
 #include "cs_err.h"
 #include "cs_event.h"
+#include "cs_policy.h"
 #include "cs_version.h"
 
 /* Exchange Online keeps at most this many values per certificate attribute. */
@@ -70,6 +87,14 @@ typedef struct pub_decision pub_decision;
 cs_err *pub_decide(const Certsync__V1__ChangeEvent *event, const pub_applied_view *applied, int64_t now,
                    pub_decision **out);
 
+/*
+ * pub_decide() with the certificate policy applied before pruning (step 2b above). `policy` NULL or disabled
+ * (cs_policy_enabled() false): no value is judged, as pub_decide(). The policy must outlive the call only.
+ * Caller frees *out with pub_decision_free().
+ */
+cs_err *pub_decide_with_policy(const Certsync__V1__ChangeEvent *event, const pub_applied_view *applied,
+                               const cs_policy *policy, int64_t now, pub_decision **out);
+
 /* Frees a decision; NULL is allowed. */
 void pub_decision_free(pub_decision *d);
 
@@ -98,5 +123,15 @@ const char *pub_decision_detail(const pub_decision *d);
 
 /* The PublishResult outcome a decision maps to when nothing else happens (WRITE -> APPLIED etc.). */
 Certsync__V1__Outcome pub_decision_outcome(const pub_decision *d);
+
+/* Values the policy refused (each is also in pub_decision_dropped()). */
+size_t pub_decision_refusal_count(const pub_decision *d);
+
+/* Refusal i (< count): the line to log (user, attribute, fingerprint, every failed rule with its fix); "" out of
+ * range. Owned by the decision. */
+const char *pub_decision_refusal_message(const pub_decision *d, size_t i);
+
+/* Refusal i's failed rules (count each one in a metric by rule); 0 out of range. */
+cs_policy_rules pub_decision_refusal_rules(const pub_decision *d, size_t i);
 
 #endif

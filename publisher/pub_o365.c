@@ -269,6 +269,36 @@ static const char *primary_mail(const Certsync__V1__Identity *id, char *buf, siz
     return NULL;
 }
 
+void pub_o365_resolve_input(const Certsync__V1__Identity *id, pub_resolve_input *in, char *mail_buf,
+                            size_t cap)
+{
+    /* ms-DS-ConsistencyGuid, when set, is the immutable id Entra Connect uses (design.md). */
+    const ProtobufCBinaryData *guid = id->has_consistency_guid && id->consistency_guid.len == 16
+                                          ? &id->consistency_guid
+                                      : id->has_object_guid && id->object_guid.len == 16 ? &id->object_guid
+                                                                                         : NULL;
+    memset(in, 0, sizeof *in);
+    in->object_guid = guid ? guid->data : NULL;
+    in->sid = id->object_sid;
+    in->upn = id->user_principal_name;
+    in->mail = primary_mail(id, mail_buf, cap);
+}
+
+pub_http *pub_o365_http(pub_o365 *o)
+{
+    return o->http;
+}
+
+pub_exchange *pub_o365_exchange(pub_o365 *o)
+{
+    return o->exo;
+}
+
+pub_resolver *pub_o365_resolver(pub_o365 *o)
+{
+    return o->resolver;
+}
+
 static cs_err *apply(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes)
 {
     pub_o365 *o = ctx;
@@ -289,15 +319,8 @@ static cs_err *apply(void *ctx, const pub_write *writes, size_t n, pub_apply_out
             op->done = true;
             continue;
         }
-        /* ms-DS-ConsistencyGuid, when set, is the immutable id Entra Connect uses (design.md). */
-        const ProtobufCBinaryData *guid =
-            id->has_consistency_guid && id->consistency_guid.len == 16 ? &id->consistency_guid
-            : id->has_object_guid && id->object_guid.len == 16         ? &id->object_guid
-                                                                       : NULL;
-        pub_resolve_input in = {.object_guid = guid ? guid->data : NULL,
-                                .sid = id->object_sid,
-                                .upn = id->user_principal_name,
-                                .mail = primary_mail(id, op->mail, sizeof op->mail)};
+        pub_resolve_input in;
+        pub_o365_resolve_input(id, &in, op->mail, sizeof op->mail);
         cs_err *e = pub_resolver_resolve(o->resolver, writes[i].object_key, &in, on_resolved, op);
         if (e) {
             set_detail(op, cs_err_message(e));

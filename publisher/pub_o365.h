@@ -63,4 +63,17 @@ uint64_t pub_o365_token_refreshes(const pub_o365 *o);
  */
 cs_err *pub_o365_warm_up(pub_o365 *o);
 
+/* The clients inside, for read-only tools (replay --dry-run, preflight). Owned by `o`. */
+pub_http *pub_o365_http(pub_o365 *o);
+pub_exchange *pub_o365_exchange(pub_o365 *o);
+pub_resolver *pub_o365_resolver(pub_o365 *o);
+
+/*
+ * Fills `in` with the keys the resolver tries for `id` (immutable id from ms-DS-ConsistencyGuid, else the
+ * objectGUID; SID; UPN; mail, else the primary proxy address copied into `mail_buf`). Pointers into `id`
+ * and `mail_buf`, which must outlive `in`.
+ */
+void pub_o365_resolve_input(const Certsync__V1__Identity *id, pub_resolve_input *in, char *mail_buf,
+                            size_t cap);
+
 #endif

@@ -997,7 +997,7 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
             continue;
         pub_applied_view view;
         bool known = pub_state_view(p->state, it->key, &view);
-        err = pub_decide(it->ev, known ? &view : NULL, now, &it->dec);
+        err = pub_decide_with_policy(it->ev, known ? &view : NULL, p->opts.policy, now, &it->dec);
         if (err) {
             rewind_batch(p);
             goto cleanup;
@@ -1074,6 +1074,17 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
     p->stats.dead_lettered += p->batch_stats.dead_lettered;
     p->stats.parked += p->batch_stats.parked;
     p->stats.commits++;
+    /* Policy refusals: logged and counted once the batch is committed (a rewound batch is decided again). */
+    for (size_t i = 0; i < p->n_items; i++) {
+        const item *it = &p->items[i];
+        for (size_t r = 0; it->dec && r < pub_decision_refusal_count(it->dec); r++) {
+            cs_policy_rules rules = pub_decision_refusal_rules(it->dec, r);
+            cs_log_kv(CS_LOG_WARN, "policy", pub_decision_refusal_message(it->dec, r), "key", it->key, NULL);
+            for (unsigned k = 0; k < CS_POLICY_RULE_COUNT; k++)
+                if (rules & CS_POLICY_RULE_BIT(k))
+                    p->stats.policy_refusals[k]++;
+        }
+    }
     if (n_records)
         *n_records = p->n_items;
 cleanup:

@@ -47,6 +47,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "cs_err.h"
+#include "cs_policy.h"
 #include "pub_applier.h"
 
 typedef struct pub_pipeline_opts {
@@ -60,6 +61,9 @@ typedef struct pub_pipeline_opts {
     int64_t batch_max_wait_ms; /* > 0 */
     int read_ahead_max_events; /* cap of a batch extended by read-ahead; 0: 10 x batch_max_events */
     int restore_timeout_ms;    /* bound of one state restore; 0: 60000 */
+    /* The certificate policy applied before pruning (pub_decide_with_policy); NULL: every value is written.
+     * Must outlive the pipeline. Each refusal is logged (warn, facility "policy") once per committed batch. */
+    const cs_policy *policy;
     /* Fault injection for tests: called after everything is produced and the offsets are sent, before the
      * commit; returning non-zero makes the pipeline treat the commit as failed-requiring-abort. NULL normally. */
     int (*fault_before_commit)(void *ctx);
@@ -78,6 +82,8 @@ typedef struct pub_pipeline_stats {
     uint64_t aborts;            /* aborted transactions (batch re-processed) */
     uint64_t restored_records;  /* state records loaded on assignments */
     uint64_t assignments;       /* assign callbacks */
+    uint64_t policy_refusals[CS_POLICY_RULE_COUNT]; /* refused values by failed rule (a value counts once per
+                                                       rule it fails), in committed batches */
 } pub_pipeline_stats;
 
 typedef struct pub_pipeline pub_pipeline;

@@ -57,7 +57,8 @@ typedef struct svc_metrics {
     cs_metric *http_requests; /* {api, status} */
     cs_metric *lag;           /* {partition} */
     cs_histogram *apply_seconds;
-    pub_pipeline_stats last; /* what was already added to the counters */
+    cs_counter *policy_refusals[CS_POLICY_RULE_COUNT]; /* {rule} */
+    pub_pipeline_stats last;                           /* what was already added to the counters */
     uint64_t last_refreshes;
 } svc_metrics;
 
@@ -130,6 +131,17 @@ static cs_err *metrics_new(svc_metrics *m, const char *version)
                                   &f);
         m->apply_seconds = cs_metrics_histogram_get(f);
     }
+    if (!err) {
+        static const char *const rule_l[] = {"rule", NULL};
+        err =
+            reg_counter(m->reg, "certsync_publisher_policy_refusals_total",
+                        "Certificate values the policy refused to write, by failed rule (a value failing two "
+                        "rules counts under both).",
+                        rule_l, &f);
+        /* Every rule's series exists from the start, so a rate() over it works before the first refusal. */
+        for (unsigned r = 0; !err && r < CS_POLICY_RULE_COUNT; r++)
+            m->policy_refusals[r] = cs_metrics_counter_with(f, cs_policy_rule_name((cs_policy_rule)r));
+    }
     return err;
 }
 
@@ -162,6 +174,8 @@ static void metrics_update(svc_metrics *m, pub_pipeline *p, pub_o365 *o)
     add_delta(m->commits, s.commits, &m->last.commits);
     add_delta(m->aborts, s.aborts, &m->last.aborts);
     add_delta(m->token_refreshes, pub_o365_token_refreshes(o), &m->last_refreshes);
+    for (unsigned r = 0; r < CS_POLICY_RULE_COUNT; r++)
+        add_delta(m->policy_refusals[r], s.policy_refusals[r], &m->last.policy_refusals[r]);
     pub_pipeline_lag(p, on_lag, m);
 }
 
@@ -367,6 +381,7 @@ int pub_service_run(const pub_config *cfg, const pub_service_opts *opts)
         .instance_id = cfg->instance_id,
         .batch_max_events = cfg->batch_max_events,
         .batch_max_wait_ms = cfg->batch_max_wait_ms,
+        .policy = cfg->policy,
     };
     const char *fault_name = getenv("CERTSYNC_PUB_FAULT");
     if (fault_name && fault_name[0]) {

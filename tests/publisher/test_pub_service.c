@@ -31,9 +31,12 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "certsync/v1/change_event.pb-c.h"
 #include "certsync/v1/dead_letter.pb-c.h"
+#include "certsync/v1/publish_result.pb-c.h"
 #include "cs_event.h"
 #include "kafka_test_util.h"
 
@@ -41,7 +44,11 @@
 #define WAIT_MS 90000
 
 static char env_url[512], env_admin[512], env_ca[512], env_tenant[128], env_domain[256], env_client[128];
-static char env_secret_file[512];
+static char env_secret_file[512], env_cert_file[512], env_key_file[512];
+static const char *g_auth_yaml; /* NULL: auth: secret with the emulator's secret file */
+/* The mechanics tests move certificates between users (user0 gets user3's): the address rule is off for them;
+ * the policy and secrets tests run with the default policy (""). */
+static const char *g_policy_yaml = "policy.check_address: false\n";
 static char work[256];
 static unsigned char *cert[N_CERTS], *smime[N_CERTS];
 static size_t cert_len[N_CERTS], smime_len[N_CERTS];
@@ -212,6 +219,8 @@ static int setup(void **state)
     env_get(text, "O365_TENANT_DOMAIN", env_domain, sizeof env_domain);
     env_get(text, "O365_CLIENT_ID", env_client, sizeof env_client);
     env_get(text, "O365_CLIENT_SECRET_FILE", env_secret_file, sizeof env_secret_file);
+    env_get(text, "O365_CLIENT_CERT_FILE", env_cert_file, sizeof env_cert_file);
+    env_get(text, "O365_CLIENT_KEY_FILE", env_key_file, sizeof env_key_file);
     free(text);
     snprintf(work, sizeof work, "/tmp/test_pub_service.XXXXXX");
     if (!mkdtemp(work))
@@ -241,6 +250,10 @@ static int teardown(void **state)
     for (int i = 0; i < N_CERTS; i++) {
         free(cert[i]);
         free(smime[i]);
+    }
+    if (getenv("CS_TEST_KEEP_WORK")) { /* debugging: keep the logs and configs */
+        fprintf(stderr, "kept %s\n", work);
+        return 0;
     }
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf %s", work);
@@ -355,6 +368,7 @@ static void produce_event(world *w, int32_t part, int user, uint32_t version, in
     id.object_guid.data = g;
     id.object_guid.len = 16;
     id.user_principal_name = upn;
+    id.mail = upn; /* the policy's address rule matches the certificate's address against mail */
     st1.has_version = 1;
     st1.version = version;
     st2.has_version = 1;
@@ -403,6 +417,11 @@ static int free_port(void)
 /* Writes the publisher's config for this world; returns the path (static per port). */
 static void write_config(const world *w, int port, char *path, size_t cap)
 {
+    char auth[1400];
+    if (g_auth_yaml)
+        snprintf(auth, sizeof auth, "%s", g_auth_yaml);
+    else
+        snprintf(auth, sizeof auth, "  auth: secret\n  client_secret_file: %s\n", env_secret_file);
     snprintf(path, cap, "%s/pub-%d.yaml", work, port);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -414,13 +433,15 @@ static void write_config(const world *w, int port, char *path, size_t cap)
             "  authority_url: %s\n  graph_url: %s\n  exchange_url: %s\n"
             "  exchange_resource: https://outlook.office365.com\n"
             "  graph_resource: https://graph.microsoft.com\n"
-            "  auth: secret\n  client_secret_file: %s\n  ca_file: %s\n"
+            "%s  ca_file: %s\n"
             "resolve.order: [immutable_id, upn]\n"
             "batch: {max_events: 100, max_wait: 300ms}\n"
             "admin.listen: 127.0.0.1:%d\n"
+            "%s"
             "kafka:\n  bootstrap.servers: %s\n  group.id: %s\n  session.timeout.ms: 6000\n",
             w->instance, w->events, w->state, w->results, w->dlq, w->retry, env_tenant, env_domain,
-            env_client, env_url, env_url, env_url, env_secret_file, env_ca, port, kt_bootstrap(), w->group);
+            env_client, env_url, env_url, env_url, auth, env_ca, port, g_policy_yaml, kt_bootstrap(),
+            w->group);
     fclose(f);
 }
 
@@ -493,8 +514,8 @@ static void expect_exit_code(int st, int code, int port)
     }
 }
 
-/* Runs the binary with --once and expects exit 0. */
-static void run_once(const world *w, const char *fault, int expect_sigkill)
+/* Runs the binary with --once and expects exit 0; returns the port its log is named after. */
+static int run_once(const world *w, const char *fault, int expect_sigkill)
 {
     char cfg[400];
     int port = free_port();
@@ -505,9 +526,10 @@ static void run_once(const world *w, const char *fault, int expect_sigkill)
             dump_log(port);
             fail_msg("publisher was to kill itself before the commit");
         }
-        return;
+        return port;
     }
     expect_exit_code(st, 0, port);
+    return port;
 }
 
 static long admin_get(int port, const char *path, char **out)
@@ -928,12 +950,393 @@ static void fencing_older_instance(void **state)
     world_free(&w);
 }
 
+/* ------------------------------------------------------------------ certificate policy (issue 6) */
+
+/* DER of a self-signed P-256 S/MIME certificate for `email` valid from `nb` to `na` (unix seconds); caller frees
+ * with OPENSSL_free(). */
+static unsigned char *policy_cert(EVP_PKEY *key, const char *email, long serial, time_t nb, time_t na,
+                                  size_t *len)
+{
+    X509 *x = X509_new();
+    assert_non_null(x);
+    assert_true(X509_set_version(x, 2));
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+    X509_NAME *nm = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_UTF8, (const unsigned char *)email, -1, -1, 0);
+    assert_true(X509_set_issuer_name(x, nm));
+    assert_non_null(ASN1_TIME_set(X509_getm_notBefore(x), nb));
+    assert_non_null(ASN1_TIME_set(X509_getm_notAfter(x), na));
+    assert_true(X509_set_pubkey(x, key));
+    char san[400];
+    snprintf(san, sizeof san, "email:%s", email);
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
+    assert_non_null(ext);
+    assert_true(X509_add_ext(x, ext, -1));
+    X509_EXTENSION_free(ext);
+    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+    unsigned char *der = NULL;
+    int n = i2d_X509(x, &der);
+    assert_true(n > 0);
+    X509_free(x);
+    *len = (size_t)n;
+    return der;
+}
+
+/* Produces an upsert of `user` with the given userCertificate values (userSMIMECertificate empty). */
+static void produce_values(world *w, int user, uint32_t version, unsigned char *const *vals,
+                           const size_t *lens, size_t n)
+{
+    char oid[32], key[48], upn[320];
+    unsigned char g[16];
+    guid_of(user, g);
+    upn_of(user, upn, sizeof upn);
+    snprintf(oid, sizeof oid, "user%d", user);
+    snprintf(key, sizeof key, "src/user%d", user);
+    Certsync__V1__ChangeEvent ev = CERTSYNC__V1__CHANGE_EVENT__INIT;
+    Certsync__V1__Source src = CERTSYNC__V1__SOURCE__INIT;
+    Certsync__V1__Identity id = CERTSYNC__V1__IDENTITY__INIT;
+    Certsync__V1__Version ver = CERTSYNC__V1__VERSION__INIT;
+    Certsync__V1__AttributeStamp st = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT;
+    Certsync__V1__CertificateValue cv[4], *cvp[4];
+    char src_id[] = "src";
+    assert_true(n <= 4);
+    src.source_id = src_id;
+    id.object_id = oid;
+    id.has_object_guid = 1;
+    id.object_guid.data = g;
+    id.object_guid.len = 16;
+    id.user_principal_name = upn;
+    id.mail = upn;
+    st.has_version = 1;
+    st.version = version;
+    ver.user_certificate = &st;
+    ev.has_kind = 1;
+    ev.kind = CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_UPSERT;
+    ev.source = &src;
+    ev.identity = &id;
+    ev.version = &ver;
+    for (size_t i = 0; i < n; i++) {
+        certsync__v1__certificate_value__init(&cv[i]);
+        cv[i].has_raw = 1;
+        cv[i].raw.data = vals[i];
+        cv[i].raw.len = lens[i];
+        cvp[i] = &cv[i];
+    }
+    ev.user_certificate = cvp;
+    ev.n_user_certificate = n;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_null(cs_event_encode(&ev, &buf, &len));
+    produce_raw(w, 0, key, buf, len);
+    free(buf);
+}
+
+/* The last committed PublishResult of `key` on the results topic (caller frees with
+ * certsync__v1__publish_result__free_unpacked()), or NULL. */
+static Certsync__V1__PublishResult *read_result(const world *w, const char *key)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = kt_conf();
+    char *group = kt_unique_name("svc-results-reader");
+    rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof errstr);
+    rd_kafka_conf_set(conf, "isolation.level", "read_committed", errstr, sizeof errstr);
+    rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof errstr);
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    assert_non_null(c);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, w->results, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(c, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    Certsync__V1__PublishResult *last = NULL;
+    long long end = mono_ms() + 30000;
+    while (mono_ms() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            rd_kafka_message_destroy(m);
+            break;
+        }
+        assert_int_equal(m->err, 0);
+        if (m->key_len == strlen(key) && memcmp(m->key, key, m->key_len) == 0) {
+            if (last)
+                certsync__v1__publish_result__free_unpacked(last, NULL);
+            last = certsync__v1__publish_result__unpack(NULL, m->len, m->payload);
+            assert_non_null(last);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    free(group);
+    return last;
+}
+
+/*
+ * The publisher applies the policy before it writes: of a valid certificate, an expired one and one for another
+ * address only the valid one is written, the results topic carries the other two as DroppedValues with their
+ * policy reasons, and the log names user, fingerprint and rule; a user whose only value is refused is
+ * dead-lettered NOTHING_VALID and not written.
+ */
+static void policy_refusals(void **state)
+{
+    (void)state;
+    world w;
+    world_new(&w, 1);
+    g_policy_yaml = ""; /* the default policy */
+    seed_recipient(10, 0);
+    seed_recipient(11, 0);
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    assert_non_null(key);
+    char me[320], other[320];
+    upn_of(10, me, sizeof me);
+    snprintf(other, sizeof other, "mallory@%s", env_domain);
+    time_t now = time(NULL);
+    unsigned char *v[3];
+    size_t len[3];
+    v[0] = policy_cert(key, me, 1, now - 86400, now + 365 * 86400, &len[0]);    /* valid */
+    v[1] = policy_cert(key, me, 2, now - 400 * 86400, now - 86400, &len[1]);    /* expired */
+    v[2] = policy_cert(key, other, 3, now - 86400, now + 365 * 86400, &len[2]); /* another address */
+    char sha[3][65];
+    for (int i = 0; i < 3; i++)
+        sha256_hex(v[i], len[i], sha[i]);
+    long long s0 = last_seq();
+    produce_values(&w, 10, 1, v, len, 3);
+    produce_values(&w, 11, 1, &v[1], &len[1], 1); /* only an expired one (user11's address does not matter) */
+    int port = run_once(&w, NULL, 0);
+
+    changes uc = changes_of(s0, 10, "UserCertificate");
+    assert_int_equal(uc.changed, 1);
+    assert_string_equal(uc.last_after, sha[0]);
+    expect_no_write(s0, 11);
+
+    Certsync__V1__PublishResult *r = read_result(&w, "src/user10");
+    assert_non_null(r);
+    assert_int_equal(r->outcome, CERTSYNC__V1__OUTCOME__OUTCOME_APPLIED);
+    assert_int_equal(r->user_certificate_count, 1);
+    assert_int_equal(r->n_dropped, 2);
+    int seen = 0;
+    for (size_t i = 0; i < r->n_dropped; i++) {
+        const Certsync__V1__DroppedValue *d = r->dropped[i];
+        if (strcmp(d->sha256, sha[1]) == 0) {
+            assert_string_equal(d->reason, "policy: expired");
+            seen |= 1;
+        } else if (strcmp(d->sha256, sha[2]) == 0) {
+            assert_string_equal(d->reason, "policy: address_mismatch");
+            seen |= 2;
+        }
+    }
+    assert_int_equal(seen, 3);
+    certsync__v1__publish_result__free_unpacked(r, NULL);
+    r = read_result(&w, "src/user11");
+    assert_non_null(r);
+    assert_int_equal(r->outcome, CERTSYNC__V1__OUTCOME__OUTCOME_DEAD_LETTERED);
+    assert_int_equal(r->n_dropped, 1);
+    assert_string_equal(r->dropped[0]->reason, "policy: expired,address_mismatch");
+    certsync__v1__publish_result__free_unpacked(r, NULL);
+    Certsync__V1__DeadLetterReason reasons[4];
+    assert_int_equal(read_dead_letters(&w, reasons, 4), 1);
+    assert_int_equal(reasons[0], CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_NOTHING_VALID);
+
+    /* One log line per refusal with the user, the certificate's fingerprint and the rule. */
+    char logp[300];
+    snprintf(logp, sizeof logp, "%s/pub-%d.log", work, port);
+    char *log = slurp(logp, NULL);
+    assert_non_null(log);
+    char want[600];
+    snprintf(want, sizeof want, "user %s: userCertificate certificate %s refused by policy: expired: ", me,
+             sha[1]);
+    if (!strstr(log, want)) {
+        dump_log(port);
+        fail_msg("no refusal line \"%s\"", want);
+    }
+    snprintf(want, sizeof want,
+             "userCertificate certificate %s refused by policy: address_mismatch: ", sha[2]);
+    assert_non_null(strstr(log, want));
+    free(log);
+    for (int i = 0; i < 3; i++)
+        OPENSSL_free(v[i]);
+    EVP_PKEY_free(key);
+    g_policy_yaml = "policy.check_address: false\n";
+    world_free(&w);
+}
+
+/* ------------------------------------------------------------------ secrets never printed (issue 6) */
+
+/* Appends `n` bytes of `text` as a needle when it is long enough to be distinctive. */
+typedef struct needles {
+    char *v[256];
+    size_t n;
+} needles;
+
+static void needle_add(needles *nd, const char *text, size_t n)
+{
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        n--;
+    if (n < 12 || nd->n >= sizeof nd->v / sizeof nd->v[0])
+        return;
+    nd->v[nd->n] = strndup(text, n);
+    assert_non_null(nd->v[nd->n]);
+    nd->n++;
+}
+
+/* The needles of a secret file: its contents, and for a PEM key every body line and the body joined (the
+ * base64 of the key) and the base64 of its contents. */
+static void needles_of_file(needles *nd, const char *path)
+{
+    size_t len = 0;
+    char *t = slurp(path, &len);
+    assert_non_null(t);
+    const char *pem = strstr(t, "-----BEGIN");
+    if (!pem) {
+        needle_add(nd, t, len);
+    } else {
+        char joined[16384] = "";
+        size_t jn = 0;
+        for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+            if (strncmp(line, "-----", 5) == 0)
+                continue;
+            needle_add(nd, line, strlen(line));
+            size_t ln = strlen(line);
+            if (jn + ln < sizeof joined) {
+                memcpy(joined + jn, line, ln);
+                jn += ln;
+                joined[jn] = '\0';
+            }
+        }
+        needle_add(nd, joined, jn);
+    }
+    free(t);
+    t = slurp(path, &len);
+    char *enc = malloc(len * 2 + 8);
+    assert_non_null(enc);
+    b64((const unsigned char *)t, len, enc);
+    needle_add(nd, enc, strlen(enc));
+    free(enc);
+    free(t);
+}
+
+/* Returns the first needle found in `hay` (NULL when clean). JWTs (access tokens, client assertions) start with
+ * "eyJ" (base64 of '{"'): none may be printed either. */
+static const char *leak_in(const needles *nd, const char *hay)
+{
+    for (size_t i = 0; i < nd->n; i++)
+        if (strstr(hay, nd->v[i]))
+            return nd->v[i];
+    if (strstr(hay, "eyJ"))
+        return "eyJ (a JWT)";
+    return NULL;
+}
+
+/*
+ * The publisher never prints a secret: with the client secret (service mode: /metrics, /healthz, /readyz scraped
+ * while it works) and with the certificate's private key (--once), every line of its logs and every scrape is
+ * searched for the secret, the key's PEM lines, the base64 of both files, and for any JWT. The search itself is
+ * proven to find a planted secret first.
+ */
+static void secrets_never_printed(void **state)
+{
+    (void)state;
+    needles nd = {.n = 0};
+    needles_of_file(&nd, env_secret_file);
+    needles_of_file(&nd, env_key_file);
+    assert_true(nd.n >= 4);
+    /* The check can fail: a planted secret and a planted key line are found. */
+    char planted[2048];
+    snprintf(planted, sizeof planted, "{\"msg\":\"x\",\"detail\":\"%s\"}", nd.v[0]);
+    assert_non_null(leak_in(&nd, planted));
+    snprintf(planted, sizeof planted, "{\"msg\":\"%s\"}", nd.v[nd.n / 2]);
+    assert_non_null(leak_in(&nd, planted));
+
+    world w;
+    world_new(&w, 1);
+    g_policy_yaml = ""; /* the default policy */
+    seed_recipient(4, 0);
+    seed_recipient(5, 0);
+    char scrapes[4][300];
+    int n_scrapes = 0;
+
+    /* 1. client secret, service mode, scraped while working. */
+    g_auth_yaml = NULL;
+    char cfg[400];
+    int port = free_port();
+    write_config(&w, port, cfg, sizeof cfg);
+    pid_t pid = spawn(cfg, 0, NULL, port);
+    wait_ready(port, pid);
+    produce_event(&w, 0, 4, 1, 4);
+    long long end = mono_ms() + WAIT_MS;
+    for (;;) {
+        char *text = NULL;
+        assert_int_equal(admin_get(port, "/metrics", &text), 200);
+        int done = strstr(text, "certsync_publisher_applied_total 1") != NULL;
+        free(text);
+        if (done)
+            break;
+        if (mono_ms() > end) {
+            dump_log(port);
+            fail_msg("the write was not counted in /metrics");
+        }
+        nap_ms(100);
+    }
+    static const char *const paths[] = {"/metrics", "/healthz", "/readyz"};
+    for (size_t i = 0; i < 3; i++) {
+        char *text = NULL;
+        admin_get(port, paths[i], &text);
+        snprintf(scrapes[n_scrapes], sizeof scrapes[0], "%s/scrape-%d-%zu.txt", work, port, i);
+        FILE *f = fopen(scrapes[n_scrapes], "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+        n_scrapes++;
+        free(text);
+    }
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    expect_exit_code(wait_exit(pid, port, 30000), 0, port);
+    int ports[2] = {port, 0};
+
+    /* 2. certificate + private key, --once. */
+    char auth[1400];
+    snprintf(auth, sizeof auth, "  auth: certificate\n  certificate_file: %s\n  private_key_file: %s\n",
+             env_cert_file, env_key_file);
+    g_auth_yaml = auth;
+    long long s1 = last_seq();
+    produce_event(&w, 0, 5, 1, 5);
+    ports[1] = run_once(&w, NULL, 0);
+    g_auth_yaml = NULL;
+    g_policy_yaml = "policy.check_address: false\n";
+    expect_written_once(s1, 5, 5); /* the key was really used */
+
+    /* Every log line of both runs and every scrape. */
+    int checked = 0;
+    for (int i = 0; i < 2 + n_scrapes; i++) {
+        char path[300];
+        if (i < 2)
+            snprintf(path, sizeof path, "%s/pub-%d.log", work, ports[i]);
+        else
+            snprintf(path, sizeof path, "%s", scrapes[i - 2]);
+        char *text = slurp(path, NULL);
+        assert_non_null(text);
+        const char *leak = leak_in(&nd, text);
+        if (leak)
+            fail_msg("%s prints a secret (%.12s...)", path, leak);
+        checked += (int)strlen(text) > 0;
+        free(text);
+    }
+    assert_int_equal(checked, 2 + n_scrapes);
+    for (size_t i = 0; i < nd.n; i++)
+        free(nd.v[i]);
+    world_free(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(apply_update_clear_restart),  cmocka_unit_test(service_probes_sigterm),
         cmocka_unit_test(dead_letters_and_throttling), cmocka_unit_test(kill9_before_commit_idempotent),
-        cmocka_unit_test(fencing_older_instance),
+        cmocka_unit_test(fencing_older_instance),      cmocka_unit_test(policy_refusals),
+        cmocka_unit_test(secrets_never_printed),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -10,12 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "pub_decide.h"
+#include "testcert.h"
 
 #define NOW 1767225600 /* 2026-01-01 */
 #define DAY 86400
@@ -118,6 +120,7 @@ static int teardown(void **state)
 {
     (void)state;
     EVP_PKEY_free(g_key);
+    tc_free_keys();
     return 0;
 }
 
@@ -337,6 +340,349 @@ static void bad_arguments(void **state)
     assert_string_equal(pub_decision_kind_name(PUB_DECISION_SKIP_DUPLICATE), "skip_duplicate");
 }
 
+/* ------------------------------------------------------------------ certificate policy (issue 6) */
+
+#define ADDR "alice@example.com"
+#define UPN "alice.upn@corp.example"
+
+/* A certificate every default rule accepts for ADDR, changed by the caller. */
+static tc_opts good_opts(void)
+{
+    return (tc_opts){.kind = "P-256",
+                     .san_email = ADDR,
+                     .not_before = NOW - 30 * DAY,
+                     .not_after = NOW + 365 * DAY,
+                     .ku = "critical,digitalSignature,keyAgreement",
+                     .eku = "emailProtection"};
+}
+
+/* DER of `x` in OpenSSL's allocator (ev_free releases it); frees x. */
+static ProtobufCBinaryData raw_of(X509 *x)
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509(x, &der);
+    assert_true(len > 0);
+    X509_free(x);
+    return (ProtobufCBinaryData){.len = (size_t)len, .data = der};
+}
+
+static ProtobufCBinaryData cert_of(const tc_opts *o)
+{
+    return raw_of(tc_cert(o));
+}
+
+/* An event for alice: identity with mail ADDR, an SMTP proxy, UPN, a DN. */
+static Certsync__V1__Identity g_id;
+static char g_mail[] = ADDR, g_upn[] = UPN, g_dn[] = "CN=Alice,DC=corp,DC=example";
+static char g_p0[] = "SMTP:" ADDR, g_p1[] = "smtp:alias@example.net", g_p2[] = "X500:/o=x";
+static char *g_proxies[] = {g_p0, g_p1, g_p2};
+
+static void ev_identity(ev *v)
+{
+    certsync__v1__identity__init(&g_id);
+    g_id.mail = g_mail;
+    g_id.user_principal_name = g_upn;
+    g_id.dn = g_dn;
+    v->e.identity = &g_id;
+}
+
+static cs_policy *policy_new(const cs_policy_settings *s)
+{
+    cs_policy *p = NULL;
+    cs_err *err = cs_policy_new(s, &p);
+    if (err)
+        fail_msg("cs_policy_new: %s", cs_err_message(err));
+    return p;
+}
+
+static pub_decision *decide_p(const ev *v, const cs_policy *p)
+{
+    pub_decision *d = NULL;
+    cs_err *err = pub_decide_with_policy(&v->e, NULL, p, NOW, &d);
+    if (err)
+        fail_msg("%s", cs_err_message(err));
+    return d;
+}
+
+static char *sha_of(ProtobufCBinaryData raw)
+{
+    static char hex[65];
+    unsigned char md[32];
+    unsigned int n = 0;
+    EVP_Digest(raw.data, raw.len, md, &n, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return hex;
+}
+
+/*
+ * One good value and one bad value in userCertificate: the good one is written, the bad one is dropped with
+ * reason "policy: <rule>" and its problems, and the refusal names the user, the fingerprint and the rule.
+ */
+static void expect_refused(const cs_policy *p, ProtobufCBinaryData bad, const char *rule, int problem)
+{
+    ev v;
+    ev_init(&v, 1);
+    ev_identity(&v);
+    tc_opts g = good_opts();
+    ev_add(&v, 0, cert_of(&g));
+    ev_add(&v, 0, bad);
+    char bad_sha[65];
+    snprintf(bad_sha, sizeof bad_sha, "%s", sha_of(bad));
+    pub_decision *d = decide_p(&v, p);
+    assert_int_equal(pub_decision_get_kind(d), PUB_DECISION_WRITE);
+    size_t n = 0;
+    const ProtobufCBinaryData *w = pub_decision_values(d, CS_CERT_ATTR_USER_CERTIFICATE, &n);
+    assert_int_equal(n, 1);
+    assert_ptr_equal(w[0].data, v.vals[0][0].raw.data);
+    Certsync__V1__DroppedValue *const *dv = pub_decision_dropped(d, &n);
+    assert_int_equal(n, 1);
+    char want_reason[64];
+    snprintf(want_reason, sizeof want_reason, "policy: %s", rule);
+    assert_string_equal(dv[0]->reason, want_reason);
+    assert_string_equal(dv[0]->attribute, "userCertificate");
+    assert_string_equal(dv[0]->sha256, bad_sha);
+    if (problem >= 0) {
+        bool found = false;
+        for (size_t i = 0; i < dv[0]->n_problems; i++)
+            found = found || dv[0]->problems[i] == (Certsync__V1__CertProblem)(problem + 1);
+        if (!found)
+            fail_msg("rule %s: DroppedValue lacks problem %d", rule, problem);
+    }
+    assert_int_equal(pub_decision_refusal_count(d), 1);
+    cs_policy_rules rules = pub_decision_refusal_rules(d, 0);
+    cs_buf names;
+    cs_buf_init(&names, 256);
+    assert_true(cs_policy_rules_format(rules, &names));
+    assert_string_equal(cs_buf_str(&names), rule);
+    cs_buf_free(&names);
+    const char *msg = pub_decision_refusal_message(d, 0);
+    assert_non_null(strstr(msg, "user " UPN ":"));
+    assert_non_null(strstr(msg, "refused by policy"));
+    char rule_colon[64];
+    snprintf(rule_colon, sizeof rule_colon, " %s: ", rule);
+    assert_non_null(strstr(msg, rule_colon));
+    assert_non_null(strstr(pub_decision_detail(d), "1 refused by policy"));
+    pub_decision_free(d);
+    ev_free(&v);
+}
+
+/* Each default rule's effect on what is written. */
+static void policy_each_rule(void **state)
+{
+    (void)state;
+    cs_policy *p = policy_new(NULL);
+    tc_opts o = good_opts();
+    o.not_after = NOW - DAY;
+    X509 *expired = tc_cert(&o);
+    /* The fingerprint in the message is the certificate's SHA-256 (= the DER's for a userCertificate). */
+    expect_refused(p, raw_of(expired), "expired", CS_CERT_PROBLEM_EXPIRED);
+    o = good_opts();
+    o.not_before = NOW + DAY;
+    expect_refused(p, cert_of(&o), "not_yet_valid", CS_CERT_PROBLEM_NOT_YET_VALID);
+    o = good_opts();
+    o.san_email = "mallory@example.com";
+    expect_refused(p, cert_of(&o), "address_mismatch", -1);
+    o = good_opts();
+    o.san_email = NULL;
+    expect_refused(p, cert_of(&o), "address_mismatch", CS_CERT_PROBLEM_NO_EMAIL_ADDRESS);
+    o = good_opts();
+    o.ku = "critical,keyCertSign";
+    expect_refused(p, cert_of(&o), "key_usage", -1);
+    o = good_opts();
+    o.eku = "serverAuth";
+    expect_refused(p, cert_of(&o), "eku", CS_CERT_PROBLEM_NO_EMAIL_PROTECTION);
+    o = good_opts();
+    o.kind = "rsa1024";
+    o.ku = "critical,digitalSignature,keyEncipherment";
+    expect_refused(p, cert_of(&o), "weak_key", -1);
+    o = good_opts();
+    o.kind = "P-224";
+    expect_refused(p, cert_of(&o), "weak_key", -1);
+    unsigned char *junk = OPENSSL_malloc(8);
+    memcpy(junk, "\x30\x03\x02\x01\x01\xff\xff\xff", 8);
+    expect_refused(p, (ProtobufCBinaryData){.len = 8, .data = junk}, "unparseable",
+                   CS_CERT_PROBLEM_UNPARSEABLE);
+    cs_policy_free(p);
+}
+
+/* The issuer and revocation rules, with a CA file and a CRL. */
+static void policy_issuer_and_revocation(void **state)
+{
+    (void)state;
+    X509 *ca = tc_ca("certsync test CA", NOW, NULL);
+    char *ca_file = tc_write_pem_certs(&ca, 1);
+    long revoked_serial = 666;
+    char *crl_file = tc_write_crl(ca, &revoked_serial, 1, NOW);
+    const char *crls[] = {crl_file};
+    cs_policy_settings s;
+    cs_policy_settings_default(&s);
+    s.trusted_ca_file = ca_file;
+    s.crl_files = crls;
+    s.n_crl_files = 1;
+    cs_policy *p = policy_new(&s);
+
+    /* The good value of expect_refused is self-signed: give this test CA-issued good values instead. */
+    ev v;
+    ev_init(&v, 1);
+    ev_identity(&v);
+    tc_opts o = good_opts();
+    o.issuer = ca;
+    o.issuer_key = tc_key("rsa2048ca");
+    o.serial = 7;
+    ev_add(&v, 0, cert_of(&o)); /* issued by the CA, not revoked: written */
+    o.serial = revoked_serial;
+    ev_add(&v, 0, cert_of(&o)); /* revoked */
+    tc_opts self = good_opts();
+    ev_add(&v, 0, cert_of(&self)); /* self-signed: untrusted issuer */
+    pub_decision *d = decide_p(&v, p);
+    assert_int_equal(pub_decision_get_kind(d), PUB_DECISION_WRITE);
+    size_t n = 0;
+    const ProtobufCBinaryData *w = pub_decision_values(d, CS_CERT_ATTR_USER_CERTIFICATE, &n);
+    assert_int_equal(n, 1);
+    assert_ptr_equal(w[0].data, v.vals[0][0].raw.data);
+    Certsync__V1__DroppedValue *const *dv = pub_decision_dropped(d, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(dv[0]->reason, "policy: revoked");
+    assert_string_equal(dv[1]->reason, "policy: untrusted_issuer");
+    assert_int_equal(pub_decision_refusal_count(d), 2);
+    assert_int_equal(pub_decision_refusal_rules(d, 0), CS_POLICY_RULE_BIT(CS_POLICY_RULE_REVOKED));
+    assert_int_equal(pub_decision_refusal_rules(d, 1), CS_POLICY_RULE_BIT(CS_POLICY_RULE_UNTRUSTED_ISSUER));
+    pub_decision_free(d);
+    ev_free(&v);
+    cs_policy_free(p);
+    unlink(ca_file);
+    unlink(crl_file);
+    free(ca_file);
+    free(crl_file);
+    X509_free(ca);
+}
+
+/* Whose addresses: mail and SMTP proxies always; the UPN only with match_upn. */
+static void policy_recipient_addresses(void **state)
+{
+    (void)state;
+    cs_policy *p = policy_new(NULL);
+    cs_policy_settings s;
+    cs_policy_settings_default(&s);
+    s.match_upn = true;
+    cs_policy *pu = policy_new(&s);
+    ev v;
+    ev_init(&v, 1);
+    ev_identity(&v);
+    g_id.mail = NULL;
+    g_id.proxy_addresses = g_proxies;
+    g_id.n_proxy_addresses = 3;
+    tc_opts o = good_opts();
+    o.san_email = "ALIAS@example.net"; /* a secondary smtp: proxy, other case */
+    ev_add(&v, 0, cert_of(&o));
+    o.san_email = UPN;
+    ev_add(&v, 1, cert_of(&o));
+    pub_decision *d = decide_p(&v, p);
+    size_t n = 0;
+    pub_decision_values(d, CS_CERT_ATTR_USER_CERTIFICATE, &n);
+    assert_int_equal(n, 1);
+    pub_decision_values(d, CS_CERT_ATTR_USER_SMIME_CERTIFICATE, &n);
+    assert_int_equal(n, 0); /* the UPN is not an address by default */
+    Certsync__V1__DroppedValue *const *dv = pub_decision_dropped(d, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(dv[0]->attribute, "userSMIMECertificate");
+    assert_string_equal(dv[0]->reason, "policy: address_mismatch");
+    pub_decision_free(d);
+    d = decide_p(&v, pu);
+    pub_decision_values(d, CS_CERT_ATTR_USER_SMIME_CERTIFICATE, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(pub_decision_refusal_count(d), 0);
+    pub_decision_free(d);
+    ev_free(&v);
+    g_id.proxy_addresses = NULL;
+    g_id.n_proxy_addresses = 0;
+    cs_policy_free(p);
+    cs_policy_free(pu);
+}
+
+/* Every value refused: NOTHING_VALID; no values at all: still a clear; a disabled policy writes everything. */
+static void policy_nothing_valid_and_disabled(void **state)
+{
+    (void)state;
+    cs_policy *p = policy_new(NULL);
+    cs_policy_settings s;
+    cs_policy_settings_default(&s);
+    s.enabled = false;
+    cs_policy *off = policy_new(&s);
+    ev v;
+    ev_init(&v, 1);
+    ev_identity(&v);
+    tc_opts o = good_opts();
+    o.not_after = NOW - DAY;
+    ev_add(&v, 0, cert_of(&o));
+    o = good_opts();
+    o.san_email = "mallory@example.com";
+    ev_add(&v, 1, cert_of(&o));
+    pub_decision *d = decide_p(&v, p);
+    assert_int_equal(pub_decision_get_kind(d), PUB_DECISION_DEAD_LETTER);
+    assert_int_equal(pub_decision_dead_letter_reason(d),
+                     CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_NOTHING_VALID);
+    assert_non_null(strstr(pub_decision_detail(d), "2 refused by policy: expired,address_mismatch"));
+    size_t n = 0;
+    pub_decision_dropped(d, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(pub_decision_refusal_count(d), 2);
+    pub_decision_free(d);
+
+    d = decide_p(&v, off);
+    assert_int_equal(pub_decision_get_kind(d), PUB_DECISION_WRITE);
+    assert_int_equal(pub_decision_refusal_count(d), 0);
+    pub_decision_values(d, CS_CERT_ATTR_USER_CERTIFICATE, &n);
+    assert_int_equal(n, 1);
+    pub_decision_free(d);
+    ev_free(&v);
+
+    ev empty;
+    ev_init(&empty, 2);
+    ev_identity(&empty);
+    d = decide_p(&empty, p);
+    assert_int_equal(pub_decision_get_kind(d), PUB_DECISION_WRITE);
+    pub_decision_free(d);
+    cs_policy_free(p);
+    cs_policy_free(off);
+}
+
+/* The policy runs before pruning: 15 good values and 3 refused ones are all 15 written, nothing pruned. */
+static void policy_before_pruning(void **state)
+{
+    (void)state;
+    cs_policy *p = policy_new(NULL);
+    ev v;
+    ev_init(&v, 1);
+    ev_identity(&v);
+    for (int i = 0; i < 18; i++) {
+        tc_opts o = good_opts();
+        o.serial = 100 + i;
+        o.not_after = NOW + (i + 1) * DAY;
+        if (i % 6 == 5)
+            o.eku = "codeSigning"; /* refused: the three with the latest notAfter of their group */
+        ev_add(&v, 0, cert_of(&o));
+    }
+    pub_decision *d = decide_p(&v, p);
+    assert_int_equal(pub_decision_get_kind(d), PUB_DECISION_WRITE);
+    size_t n = 0;
+    pub_decision_values(d, CS_CERT_ATTR_USER_CERTIFICATE, &n);
+    assert_int_equal(n, PUB_DECIDE_MAX_VALUES);
+    Certsync__V1__DroppedValue *const *dv = pub_decision_dropped(d, &n);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(dv[i]->reason, "policy: eku");
+    pub_decision_free(d);
+    /* Without the policy the same event prunes three of the good ones instead. */
+    d = decide(&v, NULL);
+    pub_decision_dropped(d, &n);
+    assert_int_equal(n, 3);
+    pub_decision_free(d);
+    ev_free(&v);
+    cs_policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +693,11 @@ int main(void)
         cmocka_unit_test(over_limit_pruning_order),
         cmocka_unit_test(nothing_valid),
         cmocka_unit_test(bad_arguments),
+        cmocka_unit_test(policy_each_rule),
+        cmocka_unit_test(policy_issuer_and_revocation),
+        cmocka_unit_test(policy_recipient_addresses),
+        cmocka_unit_test(policy_nothing_valid_and_disabled),
+        cmocka_unit_test(policy_before_pruning),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

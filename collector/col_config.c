@@ -7,6 +7,7 @@
 static const char *const mode_values[] = {"auto", "dirsync", "usn", "syncrepl", NULL};
 static const char *const sasl_values[] = {"none", "GSSAPI", NULL};
 static const char *const level_values[] = {"debug", "info", "warn", "error", NULL};
+static const char *const election_values[] = {"none", "lockfile", "kubernetes-lease", NULL};
 
 #define MS(x) (x)
 #define SEC(x) ((x)*1000LL)
@@ -141,16 +142,31 @@ static const cs_config_row col_rows[] = {
      .def = "info",
      .allowed = level_values,
      .desc = "Lowest level of log lines written."},
+    CS_POLICY_CONFIG_ROWS,
     {.name = "kafka.",
      .type = CS_CONFIG_PREFIX,
      .desc = "Any librdkafka property, e.g. kafka.bootstrap.servers (required), kafka.security.protocol. "
              "transactional.id is set from source.id."},
+    {.name = "election.mode",
+     .type = CS_CONFIG_ENUM,
+     .def = "none",
+     .allowed = election_values,
+     .desc = "Active/passive election before Kafka is touched, so replicas with one source.id do not fence "
+             "each other on every restart: none (fencing alone), lockfile (an exclusive lock on "
+             "election.lock_file on a shared volume), kubernetes-lease (not implemented yet: refused at "
+             "start)."},
+    {.name = "election.lock_file",
+     .type = CS_CONFIG_STRING,
+     .desc = "With election.mode: lockfile, the file every replica locks (flock); it is created when "
+             "missing. It must be on a volume all replicas share (one node, or a file system with working "
+             "flock)."},
     {.name = NULL},
 };
 
 /* Cross-field rules: what a single row cannot say. */
 static void col_finalize(cs_config *c)
 {
+    cs_policy_config_finalize(c);
     const char *url = cs_config_get_string(c, "ldap.url");
     bool ldaps = url && strncmp(url, "ldaps://", 8) == 0;
     bool starttls = cs_config_get_bool(c, "ldap.starttls");
@@ -269,10 +285,18 @@ cs_err *col_config_load(const char *path, col_config **out)
     /* source.id is at most 100 characters (cs_config_check_id), so this always fits. */
     snprintf(cfg->transactional_id, sizeof(cfg->transactional_id), "%s%s", COL_CONFIG_TXN_ID_PREFIX,
              cfg->source_id);
+    cfg->readiness_expiring_soon_days = cs_policy_config_expiring_soon_days(raw);
+    /* The collector reports without the issuer and revocation rules (a full parse of every value); the
+     * files are still loaded here, so a bad one stops startup and --check-config. */
+    err = cs_policy_config_build(raw, CS_POLICY_CONFIG_CHEAP, &cfg->policy);
+    if (err)
+        goto cleanup;
     *out = cfg;
     cfg = NULL;
     raw = NULL;
 cleanup:
+    if (cfg)
+        cs_policy_free(cfg->policy);
     free(cfg);
     cs_config_free(raw);
     return err;
@@ -282,6 +306,7 @@ void col_config_free(col_config *cfg)
 {
     if (!cfg)
         return;
+    cs_policy_free(cfg->policy);
     cs_config_free(cfg->raw);
     free(cfg);
 }

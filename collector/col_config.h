@@ -15,6 +15,8 @@
 #include "cs_config.h"
 #include "cs_err.h"
 #include "cs_log.h"
+#include "cs_policy.h"
+#include "cs_policy_config.h"
 
 /* Default search filters when ldap.filter is not set: one per kind of directory. */
 #define COL_CONFIG_FILTER_AD "(&(objectCategory=person)(objectClass=user))"
@@ -67,8 +69,10 @@ typedef struct col_config {
     const char *admin_host;
     int admin_port; /* 0: any free port (tests) */
     cs_log_level log_level;
-    char transactional_id[160]; /* certsync-collector-<source.id> */
-    cs_config *raw;             /* the loaded file: kafka.* properties and warnings */
+    cs_policy *policy; /* from policy.* without untrusted_issuer/revoked (reported, never applied): owned */
+    unsigned readiness_expiring_soon_days; /* readiness.expiring_soon_days */
+    char transactional_id[160];            /* certsync-collector-<source.id> */
+    cs_config *raw;                        /* the loaded file: kafka.* properties and warnings */
 } col_config;
 
 /* The collector's table (for --help-config and tests). */

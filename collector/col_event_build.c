@@ -303,8 +303,52 @@ static Certsync__V1__TrackingMode mode_to_proto(col_ldap_mode m)
     return CERTSYNC__V1__TRACKING_MODE__TRACKING_MODE_UNSPECIFIED;
 }
 
-static cs_err *add_values(const col_object *o, cs_cert_attr attr, int64_t now,
-                          Certsync__V1__CertificateValue ***arr, size_t *n_arr)
+/* The policy report of one value: log and count a refusal; never changes the event. */
+static cs_err *report_policy(const col_object *o, const col_source_info *src,
+                             const cs_policy_addresses *addrs, cs_cert_attr attr, const unsigned char *raw,
+                             size_t len, int64_t now)
+{
+    cs_policy_verdict *v = NULL;
+    const char *label = col_object_upn(o) != NULL ? col_object_upn(o) : col_object_dn(o);
+    cs_err *err = cs_policy_check_value(src->policy, attr, raw, len, (const char *const *)addrs->v, addrs->n,
+                                        now, label, &v);
+    if (err != NULL)
+        return err;
+    if (!cs_policy_verdict_ok(v)) {
+        cs_policy_rules rules = cs_policy_verdict_rules(v);
+        cs_log_kv(CS_LOG_INFO, "policy", cs_policy_verdict_message(v), "dn", col_object_dn(o), "object_id",
+                  col_object_id(o), "reason", cs_policy_verdict_dropped_reason(v), NULL);
+        for (unsigned r = 0; src->policy_refusals != NULL && r < CS_POLICY_RULE_COUNT; r++)
+            if (rules & CS_POLICY_RULE_BIT(r))
+                cs_metrics_counter_inc(src->policy_refusals[r]);
+    }
+    cs_policy_verdict_free(v);
+    return NULL;
+}
+
+/* The object's addresses for the policy's address rule (the same identity fields the publisher uses). */
+static cs_err *object_addresses(const col_object *o, const cs_policy *policy, cs_policy_addresses *out)
+{
+    size_t n = col_object_proxy_address_count(o);
+    const char **proxies = NULL;
+    cs_err *err;
+    if (n > 0) {
+        proxies = calloc(n, sizeof *proxies);
+        if (proxies == NULL)
+            return cs_err_new(CS_ERR_NOMEM, 0, "out of memory building the event of %s", col_object_dn(o));
+        for (size_t i = 0; i < n; i++)
+            proxies[i] = col_object_proxy_address(o, i);
+    }
+    cs_policy_identity id = {
+        .proxies = proxies, .n_proxies = n, .mail = col_object_mail(o), .upn = col_object_upn(o)};
+    err = cs_policy_addresses_collect(policy, &id, out);
+    free(proxies);
+    return err;
+}
+
+static cs_err *add_values(const col_object *o, const col_source_info *src, const cs_policy_addresses *addrs,
+                          cs_cert_attr attr, int64_t now, Certsync__V1__CertificateValue ***arr,
+                          size_t *n_arr)
 {
     size_t n = col_object_cert_count(o, attr);
     cs_err *err = NULL;
@@ -320,6 +364,8 @@ static cs_err *add_values(const col_object *o, cs_cert_attr attr, int64_t now,
         err = value_new(o, attr, raw, len, now, &(*arr)[i]);
         if (err == NULL)
             *n_arr = i + 1;
+        if (err == NULL && src->policy != NULL)
+            err = report_policy(o, src, addrs, attr, raw, len, now);
     }
     return err;
 }
@@ -338,6 +384,7 @@ cs_err *col_event_build(const col_object *o, const col_source_info *src, Certsyn
     size_t cg_len = 0, n_proxy;
     const unsigned char *cg;
     char hash[CS_SHA256_HEX_LEN];
+    cs_policy_addresses addrs = {0};
 
     *out = NULL;
     if (src == NULL || src->source_id == NULL || col_object_id(o) == NULL)
@@ -422,11 +469,14 @@ cs_err *col_event_build(const col_object *o, const col_source_info *src, Certsyn
 
     if (kind == CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_UPSERT) {
         int64_t now = observed_at_ms / 1000;
-        err =
-            add_values(o, CS_CERT_ATTR_USER_CERTIFICATE, now, &ev->user_certificate, &ev->n_user_certificate);
+        if (src->policy != NULL)
+            err = object_addresses(o, src->policy, &addrs);
         if (err == NULL)
-            err = add_values(o, CS_CERT_ATTR_USER_SMIME_CERTIFICATE, now, &ev->user_smime_certificate,
-                             &ev->n_user_smime_certificate);
+            err = add_values(o, src, &addrs, CS_CERT_ATTR_USER_CERTIFICATE, now, &ev->user_certificate,
+                             &ev->n_user_certificate);
+        if (err == NULL)
+            err = add_values(o, src, &addrs, CS_CERT_ATTR_USER_SMIME_CERTIFICATE, now,
+                             &ev->user_smime_certificate, &ev->n_user_smime_certificate);
         if (err != NULL)
             goto cleanup;
     }
@@ -442,6 +492,7 @@ cs_err *col_event_build(const col_object *o, const col_source_info *src, Certsyn
 nomem:
     err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory building the event of %s", col_object_dn(o));
 cleanup:
+    cs_policy_addresses_free(&addrs);
     col_event_free(ev);
     return err;
 }

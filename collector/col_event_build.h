@@ -8,6 +8,16 @@
  * Every certificate value is summarised with cs_cert (problems mapped to CertProblem, the summary to
  * CertificateSummary). A value that cannot be parsed stays raw, is flagged UNPARSEABLE with the
  * parser's reason, and is logged once per build with DN and attribute.
+ *
+ * Certificate policy (issue 6): the collector REPORTS what the publisher will refuse, it never drops a value.
+ * With `policy` set in col_source_info, every value of an upsert is judged against the object's own
+ * addresses (mail, smtp: proxyAddresses, the UPN with policy.match_upn: what the publisher matches too) at
+ * the observation time; a refused value is logged (info, facility "policy", the verdict's message naming the
+ * user, the certificate's fingerprint and every failed rule) and counted once per failed rule in
+ * `policy_refusals`. The event itself is unchanged: the problems the rules have in common with cs_cert
+ * (expired, no_email_protection, ...) already travel in CertificateValue.problems, and the publisher judges
+ * again at write time (validity changes between the two). The collector's policy leaves out the issuer and
+ * revocation rules (cs_policy_config CHEAP): they need a full parse of every value.
  */
 #ifndef COL_EVENT_BUILD_H
 #define COL_EVENT_BUILD_H
@@ -18,6 +28,8 @@
 #include "col_ldap.h"
 #include "col_object.h"
 #include "cs_err.h"
+#include "cs_metrics.h"
+#include "cs_policy.h"
 
 /* Where events come from: copied into every event's Source. Strings may be NULL (left unset). */
 typedef struct col_source_info {
@@ -26,7 +38,10 @@ typedef struct col_source_info {
     const char *server;         /* host:port that answered */
     const char *naming_context; /* the naming context / base DN the object was found under */
     col_dir_kind directory;
-    col_ldap_mode mode; /* the resolved tracking mode (not auto) */
+    col_ldap_mode mode;      /* the resolved tracking mode (not auto) */
+    const cs_policy *policy; /* NULL: no policy report */
+    /* CS_POLICY_RULE_COUNT counters indexed by cs_policy_rule (entries may be NULL), or NULL: not counted */
+    cs_counter *const *policy_refusals;
 } col_source_info;
 
 /*

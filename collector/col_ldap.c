@@ -372,6 +372,15 @@ cs_err *col_ldap_connect(const col_config *cfg, col_ldap **out)
         return cs_err_new(CS_ERR_CONFIG, CS_ERR_F_FATAL,
                           "ldap.sasl_mech: GSSAPI is not supported yet; use a simple bind (ldap.bind_dn and "
                           "ldap.password_file) over ldaps:// or StartTLS");
+    /* Enforced here too, not only by the config loader: a col_config built any other way (tests, future
+     * callers) must not send a password in clear text either. Checked before any packet is sent. */
+    if (cfg->ldap_password != NULL && strncasecmp(cfg->ldap_url, "ldaps://", 8) != 0 && !cfg->ldap_starttls &&
+        !cfg->ldap_allow_plaintext_bind)
+        return cs_err_new(CS_ERR_CONFIG, CS_ERR_F_FATAL,
+                          "%s: refusing a simple bind without TLS: it would send the password in clear text; "
+                          "use ldaps://, set ldap.starttls: true, or (tests only) set "
+                          "ldap.allow_plaintext_bind: true",
+                          cfg->ldap_url);
     c = calloc(1, sizeof *c);
     if (c == NULL)
         return cs_err_new(CS_ERR_NOMEM, 0, "out of memory connecting to %s", cfg->ldap_url);

@@ -41,7 +41,10 @@ static void collector_help(void)
         "Exit codes:\n"
         "  0  stopped by SIGTERM/SIGINT (open batch committed), --once done, --release-held done\n"
         "  2  configuration, directory or Kafka error\n"
-        "  3  fenced: a newer collector with the same source.id took over (do not restart in a loop)\n");
+        "  3  fenced: a newer collector with the same source.id took over (do not restart in a loop)\n\n"
+        "Replicas: with election.mode: lockfile a replica that loses the election waits as a standby\n"
+        "(live, not ready, Kafka untouched) and takes over when the active one dies; --release-held\n"
+        "does not take part in the election.\n");
 }
 
 int main(int argc, char **argv)

@@ -3,14 +3,20 @@
  * col_syncrepl, col_dirsync) to the Kafka side (col_pipeline).
  *
  *   start      admin endpoint (/healthz live while the loop runs; /readyz once the checkpoint is loaded and
- *              tracking runs; /metrics), then the pipeline (init_transactions fences a zombie, then the
+ *              tracking runs; /metrics), then the election (election.mode, col_election.h: a standby waits
+ *              here, live but not ready, without touching Kafka, so replicas do not fence each other on
+ *              every restart), then the pipeline (init_transactions fences a zombie, then the
  *              checkpoint and index load), then the directory (connect, pick the mode).
  *   full pass  when there is no checkpoint, the snapshot never completed, or the mode or scope changed:
  *              take the tracking position FIRST, then a paged snapshot inside a removal sweep, then a
- *              checkpoint with snapshot_complete and that position. An expired syncrepl cookie or a DirSync
- *              state error runs the same pass as a resync (EMIT_REASON_RESYNC).
- *   tracking   syncrepl refreshAndPersist stepped with a bounded wait, or DirSync polled every
- *              ldap.poll_interval; events and positions go to the pipeline, which commits by size and time.
+ *              checkpoint with snapshot_complete and that position. An expired syncrepl cookie, a DirSync
+ *              state error, or a uSNChanged position that cannot be resumed (another invocationId, a USN
+ *              that went backwards, or a checkpoint bound to another server: failover) runs the same pass
+ *              as a resync (EMIT_REASON_RESYNC) whose removal sweep removes what vanished meanwhile.
+ *   scope      ldap.base_dns (several: one syncrepl search of their naming context, filtered on the
+ *              client), ldap.filter and ldap.group_dn (col_scope_filter; checked by col_scope_check).
+ *   tracking   syncrepl refreshAndPersist stepped with a bounded wait, or DirSync / uSNChanged (col_usn;
+ *              the position is UsnPosition + server in the checkpoint) polled every ldap.poll_interval; events and positions go to the pipeline, which commits by size and time.
  *   failures   directory: reconnect with bounded exponential backoff and resume from the last position,
  *              no new snapshot. Kafka: retriable -> keep the position, retry; fenced -> exit
  *              COL_SERVICE_EXIT_FENCED (another instance took over); fatal -> COL_SERVICE_EXIT_FAIL.

@@ -69,3 +69,16 @@ set_tests_properties(cli_publisher_help_config PROPERTIES LABELS unit
 add_test(NAME cli_collector_version COMMAND ${CS_EXPECT} 0 $<TARGET_FILE:${C}> --version)
 set_tests_properties(cli_collector_version PROPERTIES LABELS unit
   PASS_REGULAR_EXPRESSION "out\\| certsync-collector ${PROJECT_VERSION}\n" FAIL_REGULAR_EXPRESSION "UNEXPECTED EXIT CODE")
+
+# Certificate policy keys (issue 6): both services load the CA and CRL files at startup, so a bad one is an
+# error naming the key; ranges and cross-field rules are reported with file:line.
+cs_check_config_test(check_config_publisher_policy ${P} ${D}/publisher-policy.yaml 0
+  "out\\| config ok: [^\n]*/publisher-policy.yaml\n")
+cs_check_config_test(check_config_publisher_policy_bad_ca ${P} ${D}/publisher-policy-bad-ca.yaml 2
+  "err\\| [^\n]*publisher-policy-bad-ca.yaml: policy.trusted_ca_file [^\n]*/secrets/o365-client-secret: no certificate could be loaded")
+cs_check_config_test(check_config_collector_policy_bad_crl ${C} ${D}/collector-policy-bad-crl.yaml 2
+  "err\\| [^\n]*collector-policy-bad-crl.yaml: policy.crl_files [^\n]*/policy/trusted-ca.pem: no CRL could be loaded")
+cs_check_config_test(check_config_collector_policy_ranges ${C} ${D}/collector-policy-ranges.yaml 2
+  "err\\| [^\n]*collector-policy-ranges.yaml:25: policy.min_rsa_bits = 512 is out of range: allowed 1024..16384\nerr\\| [^\n]*:26: policy.min_ec_bits = 600 is out of range: allowed 160..521\nerr\\| [^\n]*:27: policy.key_usage_purpose = \"encrypt\" is not allowed: expected one of any, encryption, signing\nerr\\| [^\n]*:28: policy.crl_files is set but policy.trusted_ca_file is not[^\n]*\nerr\\| [^\n]*:29: readiness.expiring_soon_days = 0 is out of range: allowed 1..365")
+set_tests_properties(check_config_publisher_policy check_config_publisher_policy_bad_ca
+  check_config_collector_policy_bad_crl check_config_collector_policy_ranges PROPERTIES LABELS "unit;security")

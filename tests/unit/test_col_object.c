@@ -12,6 +12,9 @@
 #include <string.h>
 
 #include "col_event_build.h"
+#include "cs_metrics.h"
+#include "cs_policy.h"
+#include "testcert.h"
 #include "col_object.h"
 #include "col_replmeta.h"
 #include "cs_err.h"
@@ -518,6 +521,79 @@ static void mappings(void **state)
     assert_int_equal(col_event_key_usage(CS_CERT_KU_DECIPHER_ONLY), 0x8000);
 }
 
+/* The collector reports the policy (issue 6): refusals are counted by rule, the event keeps every value. */
+static void policy_report(void **state)
+{
+    (void)state;
+    const int64_t now = 1767225600; /* 2026-01-01 */
+    col_object *o = NULL;
+    assert_null(col_object_new(COL_DIR_OPENLDAP, "uid=carol,ou=people,dc=example,dc=test", &o));
+    adds(o, "entryUUID", "6D5C4B3A-1111-2222-3333-444455557777");
+    adds(o, "entryCSN", "20261128120000.123456Z#000000#000#000000");
+    adds(o, "uid", "carol");
+    adds(o, "mail", "carol@example.test");
+    tc_opts g = {.kind = "P-256",
+                 .san_email = "carol@example.test",
+                 .not_before = now - 86400,
+                 .not_after = now + 365 * 86400,
+                 .ku = "critical,digitalSignature,keyAgreement",
+                 .eku = "emailProtection"};
+    tc_opts expired = g, other = g;
+    expired.not_after = now - 86400;
+    expired.serial = 2;
+    other.san_email = "mallory@example.test";
+    other.serial = 3;
+    const tc_opts *all[] = {&g, &expired, &other};
+    for (size_t i = 0; i < 3; i++) {
+        X509 *x = tc_cert(all[i]);
+        size_t len = 0;
+        unsigned char *der = tc_der(x, &len);
+        add(o, "userCertificate;binary", der, len);
+        free(der);
+        X509_free(x);
+    }
+    assert_null(col_object_finish(o));
+
+    cs_metrics *reg = NULL;
+    cs_metric *fam = NULL;
+    static const char *const labels[] = {"rule", NULL};
+    assert_null(cs_metrics_new(&reg));
+    assert_null(cs_metrics_register(
+        reg,
+        &(cs_metric_def){
+            .type = CS_METRIC_COUNTER, .name = "test_policy_refusals_total", .help = "x", .labels = labels},
+        &fam));
+    cs_counter *counters[CS_POLICY_RULE_COUNT];
+    for (unsigned r = 0; r < CS_POLICY_RULE_COUNT; r++)
+        counters[r] = cs_metrics_counter_with(fam, cs_policy_rule_name((cs_policy_rule)r));
+    cs_policy *policy = NULL;
+    assert_null(cs_policy_new(NULL, &policy));
+    col_source_info src = {.source_id = "ldap1",
+                           .directory = COL_DIR_OPENLDAP,
+                           .mode = COL_LDAP_MODE_SYNCREPL,
+                           .policy = policy,
+                           .policy_refusals = counters};
+    Certsync__V1__ChangeEvent *ev = NULL;
+    assert_null(col_event_build(o, &src, CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_UPSERT, 0,
+                                CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE, now * 1000, &ev));
+    assert_int_equal(ev->n_user_certificate, 3); /* reported, never dropped */
+    assert_true(cs_metrics_counter_value(counters[CS_POLICY_RULE_EXPIRED]) == 1.0);
+    assert_true(cs_metrics_counter_value(counters[CS_POLICY_RULE_ADDRESS_MISMATCH]) == 1.0);
+    assert_true(cs_metrics_counter_value(counters[CS_POLICY_RULE_EKU]) == 0.0);
+    assert_true(cs_metrics_counter_value(counters[CS_POLICY_RULE_WEAK_KEY]) == 0.0);
+    col_event_free(ev);
+    /* Without a policy nothing is judged. */
+    src.policy = NULL;
+    assert_null(col_event_build(o, &src, CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_UPSERT, 0,
+                                CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE, now * 1000, &ev));
+    assert_true(cs_metrics_counter_value(counters[CS_POLICY_RULE_EXPIRED]) == 1.0);
+    col_event_free(ev);
+    cs_policy_free(policy);
+    cs_metrics_free(reg);
+    col_object_free(o);
+    tc_free_keys();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,7 +602,7 @@ int main(void)
         cmocka_unit_test(stamp_ordering), cmocka_unit_test(ad_object),
         cmocka_unit_test(object_errors),  cmocka_unit_test(openldap_object),
         cmocka_unit_test(ad_event),       cmocka_unit_test(event_needs_ids),
-        cmocka_unit_test(mappings),
+        cmocka_unit_test(mappings),       cmocka_unit_test(policy_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,8 @@
 # sample users and certificates, Kafka, the Office 365 emulator, the collector
 # and the publisher, until Ctrl-C.
 #
-# Both services run; until the local orchestration lands (scripts/local-pipeline.sh),
-# this builds everything and says what is missing.
+# Builds (RelWithDebInfo, in build/), then runs scripts/local-pipeline.sh with the same arguments
+# (--directory slapd instead of Samba AD; --status, --try-change, --stop for a running instance).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,4 +26,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "slapd, Samba AD and the Office 365 emulator (tests/collector, tests/publisher)."
   exit 2
 fi
-exec bash scripts/local-pipeline.sh "$@"
+CS_BUILD_DIR=$ROOT/build exec bash scripts/local-pipeline.sh "$@"

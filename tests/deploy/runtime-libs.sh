@@ -9,6 +9,11 @@ set -euo pipefail
 build=$1 list=$2
 mapfile -t wanted < <(grep -v '^#' "$list" | sed '/^$/d')
 missing=0
+listed() {
+  local w
+  for w in "${wanted[@]}"; do [ "$w" = "$1" ] && return 0; done
+  return 1
+}
 for bin in "$build/collector/certsync-collector" "$build/publisher/certsync-publisher"; do
   while read -r lib; do
     path=$(ldd "$bin" | awk -v l="$lib" '$1 == l { print $3; exit }')
@@ -25,7 +30,9 @@ for bin in "$build/collector/certsync-collector" "$build/publisher/certsync-publ
       [ -n "$pkg" ] && break
     done
     if [ "$pkg" = "libc6" ]; then continue; fi
-    if ! printf '%s\n' "${wanted[@]}" | grep -qxF "$pkg"; then
+    # No `printf | grep -q` here: with pipefail, grep exiting at the first match can make printf die
+    # of SIGPIPE and the pipeline fail at random.
+    if ! listed "$pkg"; then
       echo "FAIL: $(basename "$bin") needs $lib from package '$pkg', which $list does not list: add it"
       missing=$((missing + 1))
     else

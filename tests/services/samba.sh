@@ -98,7 +98,7 @@ pick_address() {
     flock 9
     for ((i = 0; i < 200; i++)); do
       ip="127.88.$((RANDOM % 250 + 1)).$((RANDOM % 250 + 2))"
-      if ip -4 addr show dev lo | grep -qw "inet $ip/32"; then continue; fi
+      if grep -qw "inet $ip/32" <<<"$(ip -4 addr show dev lo)"; then continue; fi
       if (exec 3<>"/dev/tcp/$ip/389") 2>/dev/null; then continue; fi
       # Recorded first: whatever dies after the add, stop (or the start's trap) finds the alias to remove.
       echo "$ip" >"$d/address"
@@ -117,7 +117,7 @@ remove_address() {
   local d=$1 ip
   [ -f "$d/address" ] || return 0
   ip=$(cat "$d/address")
-  if ip -4 addr show dev lo | grep -qw "inet $ip/32"; then
+  if grep -qw "inet $ip/32" <<<"$(ip -4 addr show dev lo)"; then
     ip addr del "$ip/32" dev lo || echo "warning: could not remove $ip/32 from lo" >&2
   fi
   rm -f "$d/address"

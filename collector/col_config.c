@@ -4,9 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cs_service_config.h"
+
 static const char *const mode_values[] = {"auto", "dirsync", "usn", "syncrepl", NULL};
 static const char *const sasl_values[] = {"none", "GSSAPI", NULL};
-static const char *const level_values[] = {"debug", "info", "warn", "error", NULL};
 static const char *const election_values[] = {"none", "lockfile", "kubernetes-lease", NULL};
 
 #define MS(x) (x)
@@ -115,38 +116,15 @@ static const cs_config_row col_rows[] = {
      .def = "certsync.held.v1",
      .check = cs_config_check_topic,
      .desc = "Topic of events held back by the mass-removal guard until released."},
-    {.name = "batch.max_events",
-     .type = CS_CONFIG_INT,
-     .def = "1000",
-     .min = 1,
-     .max = 100000,
-     .desc = "Commit a Kafka transaction after at most this many events."},
-    {.name = "batch.max_wait",
-     .type = CS_CONFIG_DURATION,
-     .def = "500ms",
-     .min = MS(1),
-     .max = MIN(1),
-     .desc = "Commit a Kafka transaction at most this long after its first event."},
+    CS_SERVICE_CONFIG_BATCH_ROWS("1000", "500ms"),
     {.name = "guard.mass_removal_threshold",
      .type = CS_CONFIG_INT,
      .def = "500",
      .min = 1,
      .max = 10000000,
      .desc = "Hold removals when one pass would remove or empty the certificates of more objects than this."},
-    {.name = "admin.listen",
-     .type = CS_CONFIG_LISTEN,
-     .def = "0.0.0.0:9464",
-     .desc = "Address of the admin HTTP endpoint (/healthz, /readyz, /metrics). Port 0 picks a free port."},
-    {.name = "log.level",
-     .type = CS_CONFIG_ENUM,
-     .def = "info",
-     .allowed = level_values,
-     .desc = "Lowest level of log lines written."},
-    CS_POLICY_CONFIG_ROWS,
-    {.name = "kafka.",
-     .type = CS_CONFIG_PREFIX,
-     .desc = "Any librdkafka property, e.g. kafka.bootstrap.servers (required), kafka.security.protocol. "
-             "transactional.id is set from source.id."},
+    CS_SERVICE_CONFIG_ROWS(9464),
+    CS_SERVICE_CONFIG_KAFKA_ROW("transactional.id is set from source.id."),
     {.name = "election.mode",
      .type = CS_CONFIG_ENUM,
      .def = "none",
@@ -210,16 +188,7 @@ static void col_finalize(cs_config *c)
                               "the path can impersonate it");
     if (urls_ok && !ldaps && !starttls && cs_config_is_set(c, "ldap.tls.ca_file"))
         cs_config_add_warning(c, "ldap.tls.ca_file", "ldap.tls.ca_file is unused: the connection is not TLS");
-    if (cs_config_prefix_count(c, "kafka.") == 0 || !cs_config_is_set(c, "kafka.bootstrap.servers"))
-        cs_config_add_error(
-            c, NULL,
-            "missing required key \"kafka.bootstrap.servers\": the Kafka brokers to connect to, "
-            "e.g. kafka-0.kafka:9092");
-    if (cs_config_is_set(c, "kafka.transactional.id"))
-        cs_config_add_error(
-            c, "kafka.transactional.id",
-            "kafka.transactional.id is set by certsync (certsync-collector-<source.id>): remove "
-            "it and choose source.id instead");
+    cs_service_config_finalize_kafka(c, COL_CONFIG_TXN_ID_PREFIX, "source.id", "choose");
 }
 
 static const cs_config_spec col_spec = {
@@ -231,15 +200,6 @@ static const cs_config_spec col_spec = {
 const cs_config_spec *col_config_spec(void)
 {
     return &col_spec;
-}
-
-/* Index of `value` in a NULL-terminated list; the loader already checked it is there. */
-static int enum_index(const char *value, const char *const *allowed)
-{
-    for (int i = 0; allowed[i]; i++)
-        if (strcmp(value, allowed[i]) == 0)
-            return i;
-    return 0;
 }
 
 cs_err *col_config_load(const char *path, col_config **out)
@@ -262,14 +222,14 @@ cs_err *col_config_load(const char *path, col_config **out)
     cfg->ldap_starttls = cs_config_get_bool(raw, "ldap.starttls");
     cfg->ldap_bind_dn = cs_config_get_string(raw, "ldap.bind_dn");
     cfg->ldap_password = cs_config_get_secret(raw, "ldap.password_file");
-    cfg->ldap_sasl_mech = (col_sasl_mech)enum_index(cs_config_get_string(raw, "ldap.sasl_mech"), sasl_values);
+    cfg->ldap_sasl_mech = (col_sasl_mech)cs_config_get_enum_index(raw, "ldap.sasl_mech");
     cfg->ldap_tls_ca_file = cs_config_get_string(raw, "ldap.tls.ca_file");
     cfg->ldap_tls_verify = cs_config_get_bool(raw, "ldap.tls.verify");
     cfg->ldap_allow_plaintext_bind = cs_config_get_bool(raw, "ldap.allow_plaintext_bind");
     cfg->ldap_base_dn_count = cs_config_get_list(raw, "ldap.base_dns", &cfg->ldap_base_dns);
     cfg->ldap_filter = cs_config_get_string(raw, "ldap.filter");
     cfg->ldap_group_dn = cs_config_get_string(raw, "ldap.group_dn");
-    cfg->ldap_mode = (col_ldap_mode)enum_index(cs_config_get_string(raw, "ldap.mode"), mode_values);
+    cfg->ldap_mode = (col_ldap_mode)cs_config_get_enum_index(raw, "ldap.mode");
     cfg->ldap_poll_interval_ms = cs_config_get_duration_ms(raw, "ldap.poll_interval");
     cfg->ldap_page_size = (int)cs_config_get_int(raw, "ldap.page_size");
     cfg->ldap_timeout_ms = cs_config_get_duration_ms(raw, "ldap.timeout");
@@ -281,7 +241,7 @@ cs_err *col_config_load(const char *path, col_config **out)
     cfg->guard_mass_removal_threshold = (int)cs_config_get_int(raw, "guard.mass_removal_threshold");
     cfg->admin_listen = cs_config_get_string(raw, "admin.listen");
     cs_config_get_listen(raw, "admin.listen", &cfg->admin_host, &cfg->admin_port);
-    cfg->log_level = (cs_log_level)enum_index(cs_config_get_string(raw, "log.level"), level_values);
+    cfg->log_level = (cs_log_level)cs_config_get_enum_index(raw, "log.level");
     /* source.id is at most 100 characters (cs_config_check_id), so this always fits. */
     snprintf(cfg->transactional_id, sizeof(cfg->transactional_id), "%s%s", COL_CONFIG_TXN_ID_PREFIX,
              cfg->source_id);

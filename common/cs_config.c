@@ -1481,6 +1481,23 @@ const char *cs_config_get_string(const cs_config *cfg, const char *key)
     return lookup(cfg, key, CS_CONFIG_STRING, CS_CONFIG_ENUM, CS_CONFIG_LISTEN)->str;
 }
 
+int cs_config_enum_index(const char *const *allowed, const char *value)
+{
+    for (int i = 0; allowed && allowed[i]; i++)
+        if (strcmp(value, allowed[i]) == 0)
+            return i;
+    return 0;
+}
+
+int cs_config_get_enum_index(const cs_config *cfg, const char *key)
+{
+    const cs_config_value *v = lookup(cfg, key, CS_CONFIG_ENUM, CS_CONFIG_ENUM, CS_CONFIG_ENUM);
+    /* lookup() aborts unless the row exists, so find_row() is >= 0 here. */
+    if (!v->str) /* an enum row without a default that the file did not set */
+        return 0;
+    return cs_config_enum_index(row_at(cfg, (size_t)find_row(cfg, key))->allowed, v->str);
+}
+
 long long cs_config_get_int(const cs_config *cfg, const char *key)
 {
     return lookup(cfg, key, CS_CONFIG_INT, CS_CONFIG_INT, CS_CONFIG_INT)->num;

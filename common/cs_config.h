@@ -119,6 +119,16 @@ size_t cs_config_get_list(const cs_config *cfg, const char *key, const char *con
 const char *cs_config_get_secret(const cs_config *cfg, const char *key);
 void cs_config_get_listen(const cs_config *cfg, const char *key, const char **host, int *port);
 
+/*
+ * CS_CONFIG_ENUM `key` as the index of its value in the row's `allowed` list, so a service casts it to
+ * its own enum whose order matches that list. Aborts like the other accessors on a caller bug.
+ */
+int cs_config_get_enum_index(const cs_config *cfg, const char *key);
+
+/* Index of `value` in the NULL-terminated `allowed` (e.g. an item of a CS_CONFIG_LIST with `allowed`,
+ * which the loader already checked); 0 when it is not there. */
+int cs_config_enum_index(const char *const *allowed, const char *value);
+
 /* True when the file set `key` (not only the default). Works for prefix keys too ("kafka.acks"). */
 bool cs_config_is_set(const cs_config *cfg, const char *key);
 

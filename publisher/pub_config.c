@@ -5,10 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cs_service_config.h"
+
 static const char *const auth_values[] = {"certificate", "secret", NULL};
 static const char *const alg_values[] = {"RS256", "PS256", NULL};
 static const char *const resolve_values[] = {"immutable_id", "sid", "upn", "mail", NULL};
-static const char *const level_values[] = {"debug", "info", "warn", "error", NULL};
 
 #define SEC(x) ((x)*1000LL)
 #define MIN(x) ((x)*60000LL)
@@ -154,33 +155,10 @@ static const cs_config_row pub_rows[] = {
      .def = "immutable_id,sid,upn,mail",
      .allowed = resolve_values,
      .desc = "How a directory object is matched to an Exchange recipient, first match wins."},
-    {.name = "batch.max_events",
-     .type = CS_CONFIG_INT,
-     .def = "500",
-     .min = 1,
-     .max = 100000,
-     .desc = "Commit a Kafka transaction after at most this many events."},
-    {.name = "batch.max_wait",
-     .type = CS_CONFIG_DURATION,
-     .def = "1s",
-     .min = 1,
-     .max = MIN(1),
-     .desc = "Commit a Kafka transaction at most this long after its first event."},
-    {.name = "admin.listen",
-     .type = CS_CONFIG_LISTEN,
-     .def = "0.0.0.0:9465",
-     .desc = "Address of the admin HTTP endpoint (/healthz, /readyz, /metrics). Port 0 picks a free port."},
-    {.name = "log.level",
-     .type = CS_CONFIG_ENUM,
-     .def = "info",
-     .allowed = level_values,
-     .desc = "Lowest level of log lines written."},
-    CS_POLICY_CONFIG_ROWS,
-    {.name = "kafka.",
-     .type = CS_CONFIG_PREFIX,
-     .desc = "Any librdkafka property, e.g. kafka.bootstrap.servers (required), kafka.security.protocol. "
-             "group.id defaults to " PUB_CONFIG_DEFAULT_GROUP_ID "; transactional.id is set from "
-             "publisher.instance_id."},
+    CS_SERVICE_CONFIG_BATCH_ROWS("500", "1s"),
+    CS_SERVICE_CONFIG_ROWS(9465),
+    CS_SERVICE_CONFIG_KAFKA_ROW("group.id defaults to " PUB_CONFIG_DEFAULT_GROUP_ID
+                                "; transactional.id is set from publisher.instance_id."),
     {.name = NULL},
 };
 
@@ -214,16 +192,7 @@ static void pub_finalize(cs_config *c)
             cs_config_add_warning(c, "o365.client_secret_file",
                                   "o365.client_secret_file is ignored with o365.auth: certificate");
     }
-    if (!cs_config_is_set(c, "kafka.bootstrap.servers"))
-        cs_config_add_error(
-            c, NULL,
-            "missing required key \"kafka.bootstrap.servers\": the Kafka brokers to connect to, "
-            "e.g. kafka-0.kafka:9092");
-    if (cs_config_is_set(c, "kafka.transactional.id"))
-        cs_config_add_error(
-            c, "kafka.transactional.id",
-            "kafka.transactional.id is set by certsync (certsync-publisher-<publisher.instance_id>):"
-            " remove it and set publisher.instance_id instead");
+    cs_service_config_finalize_kafka(c, PUB_CONFIG_TXN_ID_PREFIX, "publisher.instance_id", "set");
     /* Offsets commit inside the publisher's transactions; anything else breaks exactly-once. */
     for (size_t i = 0; i < cs_config_prefix_count(c, "kafka."); i++) {
         const char *name, *value;
@@ -250,15 +219,6 @@ static const cs_config_spec pub_spec = {
 const cs_config_spec *pub_config_spec(void)
 {
     return &pub_spec;
-}
-
-/* Index of `value` in a NULL-terminated list; the loader already checked it is there. */
-static int enum_index(const char *value, const char *const *allowed)
-{
-    for (int i = 0; allowed[i]; i++)
-        if (strcmp(value, allowed[i]) == 0)
-            return i;
-    return 0;
 }
 
 const char *pub_resolve_name(pub_resolve r)
@@ -294,25 +254,25 @@ cs_err *pub_config_load(const char *path, pub_config **out)
     cfg->o365_exchange_url = cs_config_get_string(raw, "o365.exchange_url");
     cfg->o365_exchange_resource = cs_config_get_string(raw, "o365.exchange_resource");
     cfg->o365_graph_resource = cs_config_get_string(raw, "o365.graph_resource");
-    cfg->o365_auth = (pub_auth)enum_index(cs_config_get_string(raw, "o365.auth"), auth_values);
+    cfg->o365_auth = (pub_auth)cs_config_get_enum_index(raw, "o365.auth");
     cfg->o365_client_secret = cs_config_get_secret(raw, "o365.client_secret_file");
     cfg->o365_certificate_file = cs_config_get_string(raw, "o365.certificate_file");
     cfg->o365_private_key = cs_config_get_secret(raw, "o365.private_key_file");
     cfg->o365_ca_file = cs_config_get_string(raw, "o365.ca_file");
-    cfg->o365_assertion_alg =
-        (pub_assertion_alg)enum_index(cs_config_get_string(raw, "o365.assertion_alg"), alg_values);
+    cfg->o365_assertion_alg = (pub_assertion_alg)cs_config_get_enum_index(raw, "o365.assertion_alg");
     cfg->http_max_inflight = (int)cs_config_get_int(raw, "http.max_inflight");
     cfg->http_timeout_ms = cs_config_get_duration_ms(raw, "http.timeout");
     const char *const *order = NULL;
     size_t n = cs_config_get_list(raw, "resolve.order", &order);
     /* The loader refuses unknown and repeated items, so at most PUB_RESOLVE_MAX remain. */
     for (size_t i = 0; i < n && i < PUB_RESOLVE_MAX; i++)
-        cfg->resolve_order[cfg->resolve_count++] = (pub_resolve)enum_index(order[i], resolve_values);
+        cfg->resolve_order[cfg->resolve_count++] =
+            (pub_resolve)cs_config_enum_index(resolve_values, order[i]);
     cfg->batch_max_events = (int)cs_config_get_int(raw, "batch.max_events");
     cfg->batch_max_wait_ms = cs_config_get_duration_ms(raw, "batch.max_wait");
     cfg->admin_listen = cs_config_get_string(raw, "admin.listen");
     cs_config_get_listen(raw, "admin.listen", &cfg->admin_host, &cfg->admin_port);
-    cfg->log_level = (cs_log_level)enum_index(cs_config_get_string(raw, "log.level"), level_values);
+    cfg->log_level = (cs_log_level)cs_config_get_enum_index(raw, "log.level");
     /* instance_id is at most 100 characters (cs_config_check_id), so this always fits. */
     snprintf(cfg->transactional_id, sizeof(cfg->transactional_id), "%s%s", PUB_CONFIG_TXN_ID_PREFIX,
              cfg->instance_id);

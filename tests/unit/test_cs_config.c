@@ -588,6 +588,21 @@ static void ready_made_checks(void **state)
     free(msg);
 }
 
+/* cs_config_get_enum_index() is the value's position in the row's allowed list (services cast it to their
+ * enums); cs_config_enum_index() does the same for list items. */
+static void enum_index_follows_allowed_order(void **state)
+{
+    (void)state;
+    cs_config *cfg = load_ok("svc.id: a\n");
+    assert_int_equal(cs_config_get_enum_index(cfg, "svc.colour"), 0);
+    cs_config_free(cfg);
+    cfg = load_ok("svc.id: a\nsvc.colour: green\n");
+    assert_int_equal(cs_config_get_enum_index(cfg, "svc.colour"), 1);
+    cs_config_free(cfg);
+    assert_int_equal(cs_config_enum_index(fruits, "plum"), 2);
+    assert_int_equal(cs_config_enum_index(fruits, "pear"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -612,6 +627,7 @@ int main(void)
         cmocka_unit_test(over_large_and_non_utf8_files),
         cmocka_unit_test(help_renders_table),
         cmocka_unit_test(ready_made_checks),
+        cmocka_unit_test(enum_index_follows_allowed_order),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

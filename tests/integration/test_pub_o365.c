@@ -23,51 +23,19 @@
 #include "pub_http.h"
 #include "pub_o365.h"
 #include "pub_resolver.h"
+#include "pub_test_support.h"
 #include "pub_token.h"
 
-static char env_url[512], env_admin[512], env_ca[512], env_tenant[128], env_domain[256], env_client[128];
-static char env_secret_file[512], env_cert[512], env_key[512], env_other_cert[512], env_other_key[512];
+static pts_emu_env emu_env; /* the emulator fixture's env file */
 static char *secret, *key_pem, *other_key_pem;
 static unsigned char *cert_der, *smime_der;
 static size_t cert_der_len, smime_der_len;
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = calloc(1, (size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return s;
-}
-
-static void env_get(const char *text, const char *name, char *out, size_t cap)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\n%s=", name);
-    const char *p = strstr(text, pat);
-    out[0] = '\0';
-    if (!p)
-        return;
-    p += strlen(pat);
-    size_t n = strcspn(p, "\n");
-    snprintf(out, cap, "%.*s", (int)n, p);
-}
 
 static long admin(const char *method, const char *path, const char *body)
 {
     CURL *c = curl_easy_init();
     char url[1024];
-    snprintf(url, sizeof url, "%s%s", env_admin, path);
+    snprintf(url, sizeof url, "%s%s", emu_env.admin, path);
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -92,7 +60,7 @@ static unsigned char *der_of(const char *cmd, size_t *len)
         return NULL;
     char full[1024];
     snprintf(full, sizeof full, "%s > %s", cmd, tmp);
-    unsigned char *out = system(full) == 0 ? (unsigned char *)slurp(tmp, len) : NULL;
+    unsigned char *out = system(full) == 0 ? (unsigned char *)pts_slurp(tmp, len) : NULL;
     unlink(tmp);
     return out;
 }
@@ -100,38 +68,17 @@ static unsigned char *der_of(const char *cmd, size_t *len)
 static int setup(void **state)
 {
     (void)state;
-    const char *path = getenv("O365_EMULATOR_ENV");
-    if (!path)
+    if (pts_emu_env_load(&emu_env) != 0)
         return -1;
-    char *raw = slurp(path, NULL);
-    if (!raw)
-        return -1;
-    size_t n = strlen(raw);
-    char *text = malloc(n + 2);
-    text[0] = '\n';
-    memcpy(text + 1, raw, n + 1);
-    free(raw);
-    env_get(text, "O365_EMULATOR_URL", env_url, sizeof env_url);
-    env_get(text, "O365_EMULATOR_ADMIN_URL", env_admin, sizeof env_admin);
-    env_get(text, "O365_EMULATOR_CA_FILE", env_ca, sizeof env_ca);
-    env_get(text, "O365_TENANT_ID", env_tenant, sizeof env_tenant);
-    env_get(text, "O365_TENANT_DOMAIN", env_domain, sizeof env_domain);
-    env_get(text, "O365_CLIENT_ID", env_client, sizeof env_client);
-    env_get(text, "O365_CLIENT_SECRET_FILE", env_secret_file, sizeof env_secret_file);
-    env_get(text, "O365_CLIENT_CERT_FILE", env_cert, sizeof env_cert);
-    env_get(text, "O365_CLIENT_KEY_FILE", env_key, sizeof env_key);
-    env_get(text, "O365_OTHER_CERT_FILE", env_other_cert, sizeof env_other_cert);
-    env_get(text, "O365_OTHER_KEY_FILE", env_other_key, sizeof env_other_key);
-    free(text);
-    secret = slurp(env_secret_file, NULL);
-    key_pem = slurp(env_key, NULL);
-    other_key_pem = slurp(env_other_key, NULL);
+    secret = pts_slurp(emu_env.secret_file, NULL);
+    key_pem = pts_slurp(emu_env.key_file, NULL);
+    other_key_pem = pts_slurp(emu_env.other_key_file, NULL);
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "openssl x509 -in %s -outform DER", env_cert);
+    snprintf(cmd, sizeof cmd, "openssl x509 -in %s -outform DER", emu_env.cert_file);
     cert_der = der_of(cmd, &cert_der_len);
-    snprintf(cmd, sizeof cmd, "openssl crl2pkcs7 -nocrl -certfile %s -outform DER", env_cert);
+    snprintf(cmd, sizeof cmd, "openssl crl2pkcs7 -nocrl -certfile %s -outform DER", emu_env.cert_file);
     smime_der = der_of(cmd, &smime_der_len);
-    return env_url[0] && secret && key_pem && other_key_pem && cert_der && smime_der ? 0 : -1;
+    return emu_env.url[0] && secret && key_pem && other_key_pem && cert_der && smime_der ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -153,24 +100,24 @@ static int reset(void **state)
 
 static pub_http_opts http_opts(void)
 {
-    pub_http_opts o = {.max_inflight = 4, .timeout_ms = 10000, .ca_file = env_ca, .backoff_base_ms = 100};
+    pub_http_opts o = {.max_inflight = 4, .timeout_ms = 10000, .ca_file = emu_env.ca, .backoff_base_ms = 100};
     return o;
 }
 
 static pub_token_opts token_opts(pub_auth auth, pub_assertion_alg alg)
 {
     pub_token_opts o = {
-        .authority_url = env_url,
-        .tenant_id = env_tenant,
-        .client_id = env_client,
-        .exchange_url = env_url,
-        .graph_url = env_url,
+        .authority_url = emu_env.url,
+        .tenant_id = emu_env.tenant,
+        .client_id = emu_env.client,
+        .exchange_url = emu_env.url,
+        .graph_url = emu_env.url,
         /* The emulator serves every API on one host: name the real resources, as behind a proxy. */
         .exchange_resource = "https://outlook.office365.com",
         .graph_resource = "https://graph.microsoft.com",
         .auth = auth,
         .client_secret = secret,
-        .certificate_file = env_cert,
+        .certificate_file = emu_env.cert_file,
         .private_key_pem = key_pem,
         .alg = alg,
         .http = http_opts(),
@@ -229,7 +176,7 @@ static void token_unknown_certificate(void **state)
 {
     (void)state;
     pub_token_opts o = token_opts(PUB_AUTH_CERTIFICATE, PUB_ASSERTION_RS256);
-    o.certificate_file = env_other_cert;
+    o.certificate_file = emu_env.other_cert_file;
     o.private_key_pem = other_key_pem;
     pub_token_provider *p = NULL;
     assert_null(pub_token_provider_new(&o, &p));
@@ -258,9 +205,10 @@ static void stack_new(stack *s)
     pub_token_opts to = token_opts(PUB_AUTH_SECRET, PUB_ASSERTION_RS256);
     assert_null(pub_http_new(&ho, &s->http));
     assert_null(pub_token_provider_new(&to, &s->tokens));
-    pub_exchange_opts xo = {.exchange_url = env_url, .tenant_id = env_tenant, .tenant_domain = env_domain};
+    pub_exchange_opts xo = {
+        .exchange_url = emu_env.url, .tenant_id = emu_env.tenant, .tenant_domain = emu_env.domain};
     assert_null(pub_exchange_new(&xo, s->http, s->tokens, &s->exo));
-    assert_null(pub_graph_new(env_url, s->http, s->tokens, &s->graph));
+    assert_null(pub_graph_new(emu_env.url, s->http, s->tokens, &s->graph));
 }
 
 static void stack_free(stack *s)
@@ -521,16 +469,16 @@ static void applier_batch_outcomes(void **state)
     (void)state;
     pub_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.o365_tenant_id = env_tenant;
-    cfg.o365_tenant_domain = env_domain;
-    cfg.o365_client_id = env_client;
-    cfg.o365_authority_url = env_url;
-    cfg.o365_graph_url = env_url;
-    cfg.o365_exchange_url = env_url;
+    cfg.o365_tenant_id = emu_env.tenant;
+    cfg.o365_tenant_domain = emu_env.domain;
+    cfg.o365_client_id = emu_env.client;
+    cfg.o365_authority_url = emu_env.url;
+    cfg.o365_graph_url = emu_env.url;
+    cfg.o365_exchange_url = emu_env.url;
     cfg.o365_auth = PUB_AUTH_CERTIFICATE;
-    cfg.o365_certificate_file = env_cert;
+    cfg.o365_certificate_file = emu_env.cert_file;
     cfg.o365_private_key = key_pem;
-    cfg.o365_ca_file = env_ca;
+    cfg.o365_ca_file = emu_env.ca;
     cfg.o365_assertion_alg = PUB_ASSERTION_PS256;
     cfg.http_max_inflight = 4;
     cfg.http_timeout_ms = 10000;

@@ -24,6 +24,7 @@
 #include "cs_kafka_producer.h"
 #include "cs_state_reader.h"
 #include "kafka_test_util.h"
+#include "pub_test_support.h"
 #include "pub_pipeline.h"
 
 #define LOAD_TIMEOUT_MS 30000
@@ -111,42 +112,11 @@ static size_t writes_of(recorder *r, const char *key)
 
 /* ------------------------------------------------------------------ topics, events */
 
-typedef struct env {
-    char *events, *state, *results, *dlq, *retry, *group;
-    int parts;
-    rd_kafka_t *prod; /* plain producer for events */
-} env;
+typedef pts_topics env; /* per-test topics, group and plain producer for events (no instance id) */
 
 static void env_new(env *e, int parts)
 {
-    memset(e, 0, sizeof(*e));
-    e->parts = parts;
-    e->events = kt_unique_name("pub-events");
-    e->state = kt_unique_name("pub-state");
-    e->results = kt_unique_name("pub-results");
-    e->dlq = kt_unique_name("pub-dlq");
-    e->retry = kt_unique_name("pub-retry");
-    e->group = kt_unique_name("pub-group");
-    kt_create_topic(e->events, parts, 1, 1);
-    kt_create_topic(e->state, parts, 1, 1);
-    kt_create_topic(e->retry, parts, 1, 0);
-    kt_create_topic(e->results, 1, 1, 0);
-    kt_create_topic(e->dlq, 1, 1, 0);
-    char errstr[256];
-    e->prod = rd_kafka_new(RD_KAFKA_PRODUCER, kt_conf(), errstr, sizeof(errstr));
-    assert_non_null(e->prod);
-}
-
-static void env_free(env *e)
-{
-    rd_kafka_flush(e->prod, 10000);
-    rd_kafka_destroy(e->prod);
-    free(e->events);
-    free(e->state);
-    free(e->results);
-    free(e->dlq);
-    free(e->retry);
-    free(e->group);
+    pts_topics_new(e, "pub", parts, 1, 0);
 }
 
 static void produce_raw(env *e, int32_t part, const char *key, const void *val, size_t len)
@@ -508,7 +478,7 @@ static void exactly_once_gate_coalesce_dead_letter(void **state)
     rd_kafka_destroy(g);
     recorder_free(r);
     free(txn);
-    env_free(&e);
+    pts_topics_free(&e);
 }
 
 /* A transaction that must abort is re-processed: every write repeats identically, one result per event. */
@@ -559,7 +529,7 @@ static void abort_reprocesses_identically(void **state)
     pub_pipeline_destroy(p);
     recorder_free(r);
     free(txn);
-    env_free(&e);
+    pts_topics_free(&e);
 }
 
 /* A new instance restores the applied state on assignment and does not re-write what was committed. */
@@ -612,7 +582,7 @@ static void restart_restores_state(void **state)
     recorder_free(r2);
     free(txn1);
     free(txn2);
-    env_free(&e);
+    pts_topics_free(&e);
 }
 
 /* A second instance with the same transactional.id fences the first: its commit fails, it never commits again. */
@@ -662,7 +632,7 @@ static void same_transactional_id_fences(void **state)
     pub_pipeline_destroy(b);
     recorder_free(r);
     free(txn);
-    env_free(&e);
+    pts_topics_free(&e);
 }
 
 /* A RETRY_LATER outcome parks the event in the retry topic; it comes back after its not-before time. */
@@ -693,7 +663,7 @@ static void retry_later_parks_and_returns(void **state)
     pub_pipeline_destroy(p);
     recorder_free(r);
     free(txn);
-    env_free(&e);
+    pts_topics_free(&e);
 }
 
 /* ---- two members of one group, a rebalance mid-stream */
@@ -843,7 +813,7 @@ static void two_members_rebalance(void **state)
     recorder_free(r);
     free(ta);
     free(tb);
-    env_free(&e);
+    pts_topics_free(&e);
 }
 
 int main(void)

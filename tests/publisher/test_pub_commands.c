@@ -35,6 +35,7 @@
 #include "certsync/v1/dead_letter.pb-c.h"
 #include "cs_event.h"
 #include "kafka_test_util.h"
+#include "pub_test_support.h"
 #include "testcert.h"
 
 #define N_USERS 4
@@ -42,8 +43,7 @@
 #define WAIT_MS 90000
 #define DAY 86400
 
-static char env_url[512], env_admin[512], env_ca[512], env_tenant[128], env_domain[256], env_client[128];
-static char env_secret_file[512];
+static pts_emu_env emu_env; /* the emulator fixture's env file */
 static char work[256];
 
 /* Per user and variant: a good S/MIME certificate for the user's address (DER) and its PKCS#7 form. */
@@ -52,115 +52,9 @@ static size_t cert_len[N_USERS][N_VARIANTS], smime_len[N_USERS][N_VARIANTS];
 
 /* ------------------------------------------------------------------ small helpers */
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = calloc(1, (size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return s;
-}
-
-static void env_get(const char *text, const char *name, char *out, size_t cap)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\n%s=", name);
-    const char *p = strstr(text, pat);
-    out[0] = '\0';
-    if (!p)
-        return;
-    p += strlen(pat);
-    snprintf(out, cap, "%.*s", (int)strcspn(p, "\n"), p);
-}
-
-static void b64(const unsigned char *d, size_t n, char *out)
-{
-    EVP_EncodeBlock((unsigned char *)out, d, (int)n);
-}
-
-typedef struct body {
-    char *p;
-    size_t n;
-} body;
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    body *b = ud;
-    size_t add = size * nmemb;
-    char *g = realloc(b->p, b->n + add + 1);
-    if (!g)
-        return 0;
-    memcpy(g + b->n, ptr, add);
-    b->p = g;
-    b->n += add;
-    b->p[b->n] = '\0';
-    return add;
-}
-
-/* An HTTP call to the emulator's admin API; returns the status; *out (may be NULL) gets the body. */
-static long emu_call(const char *method, const char *path, const char *json, char **out)
-{
-    char url[1024];
-    snprintf(url, sizeof url, "%s%s", env_admin, path);
-    CURL *c = curl_easy_init();
-    body b = {0};
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (json)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (out)
-        *out = b.p ? b.p : strdup("");
-    else
-        free(b.p);
-    return status;
-}
-
-static json_t *emu_json(const char *path)
-{
-    char *text = NULL;
-    assert_int_equal(emu_call("GET", path, NULL, &text), 200);
-    json_t *j = json_loads(text, 0, NULL);
-    free(text);
-    assert_non_null(j);
-    return j;
-}
-
 static void upn_of(int user, char *out, size_t cap)
 {
-    snprintf(out, cap, "user%d@%s", user, env_domain);
+    snprintf(out, cap, "user%d@%s", user, emu_env.domain);
 }
 
 /* A DER certificate for `email` valid [nb, na] and its PKCS#7 form; caller frees both with free(). */
@@ -186,23 +80,8 @@ static void make_cert(const char *email, int64_t nb, int64_t na, long serial, un
 static int setup(void **state)
 {
     (void)state;
-    const char *path = getenv("O365_EMULATOR_ENV");
-    char *raw = path ? slurp(path, NULL) : NULL;
-    if (!raw)
+    if (pts_emu_env_load(&emu_env) != 0)
         return -1;
-    size_t n = strlen(raw);
-    char *text = malloc(n + 2);
-    text[0] = '\n';
-    memcpy(text + 1, raw, n + 1);
-    free(raw);
-    env_get(text, "O365_EMULATOR_URL", env_url, sizeof env_url);
-    env_get(text, "O365_EMULATOR_ADMIN_URL", env_admin, sizeof env_admin);
-    env_get(text, "O365_EMULATOR_CA_FILE", env_ca, sizeof env_ca);
-    env_get(text, "O365_TENANT_ID", env_tenant, sizeof env_tenant);
-    env_get(text, "O365_TENANT_DOMAIN", env_domain, sizeof env_domain);
-    env_get(text, "O365_CLIENT_ID", env_client, sizeof env_client);
-    env_get(text, "O365_CLIENT_SECRET_FILE", env_secret_file, sizeof env_secret_file);
-    free(text);
     snprintf(work, sizeof work, "/tmp/test_pub_commands.XXXXXX");
     if (!mkdtemp(work))
         return -1;
@@ -214,7 +93,7 @@ static int setup(void **state)
             make_cert(upn, now - DAY, now + 365 * DAY + v * DAY, 100 + u * 10 + v, &cert[u][v],
                       &cert_len[u][v], &smime[u][v], &smime_len[u][v]);
     }
-    return env_url[0] && env_admin[0] ? 0 : -1;
+    return emu_env.url[0] && emu_env.admin[0] ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -233,10 +112,7 @@ static int teardown(void **state)
 
 /* ------------------------------------------------------------------ one test's world */
 
-typedef struct world {
-    char *events, *state, *results, *dlq, *retry, *group, *instance;
-    rd_kafka_t *prod;
-} world;
+typedef pts_topics world; /* per-test topics, group, instance id and producer */
 
 static void guid_of(int user, unsigned char g[16])
 {
@@ -252,100 +128,31 @@ static void seed_recipient(int user, int dir_synced, int cloud_managed)
     unsigned char g[16];
     char id[40], upn[320], json[1024];
     guid_of(user, g);
-    b64(g, 16, id);
+    pts_b64(g, 16, id);
     upn_of(user, upn, sizeof upn);
     snprintf(json, sizeof json,
              "{\"UserPrincipalName\":\"%s\",\"PrimarySmtpAddress\":\"%s\",\"RecipientTypeDetails\":"
              "\"UserMailbox\",\"ExternalDirectoryObjectId\":\"00000000-0000-4000-9000-%012d\","
              "\"onPremisesImmutableId\":\"%s\",\"IsDirSynced\":%s,\"IsExchangeCloudManaged\":%s}",
              upn, upn, user, id, dir_synced ? "true" : "false", cloud_managed ? "true" : "false");
-    assert_int_equal(emu_call("POST", "/state/recipients", json, NULL), 200);
+    assert_int_equal(pts_emu_call(emu_env.admin, "POST", "/state/recipients", json, NULL), 200);
 }
 
 static void world_new(world *w)
 {
-    memset(w, 0, sizeof *w);
-    w->events = kt_unique_name("cmd-events");
-    w->state = kt_unique_name("cmd-state");
-    w->results = kt_unique_name("cmd-results");
-    w->dlq = kt_unique_name("cmd-dlq");
-    w->retry = kt_unique_name("cmd-retry");
-    w->group = kt_unique_name("cmd-group");
-    w->instance = kt_unique_name("cmd");
-    kt_create_topic(w->events, 1, 1, 1);
-    kt_create_topic(w->state, 1, 1, 1);
-    kt_create_topic(w->retry, 1, 1, 0);
-    kt_create_topic(w->results, 1, 1, 0);
-    kt_create_topic(w->dlq, 1, 1, 0);
-    char errstr[256];
-    w->prod = rd_kafka_new(RD_KAFKA_PRODUCER, kt_conf(), errstr, sizeof errstr);
-    assert_non_null(w->prod);
-    assert_int_equal(emu_call("POST", "/reset", NULL, NULL), 200);
-}
-
-static void world_free(world *w)
-{
-    rd_kafka_flush(w->prod, 10000);
-    rd_kafka_destroy(w->prod);
-    free(w->events);
-    free(w->state);
-    free(w->results);
-    free(w->dlq);
-    free(w->retry);
-    free(w->group);
-    free(w->instance);
+    pts_topics_new(w, "cmd", 1, 1, 1);
+    assert_int_equal(pts_emu_call(emu_env.admin, "POST", "/reset", NULL, NULL), 200);
 }
 
 /* Encodes a change event of `user` at `version` with the given values (NULL der: a removal). Caller frees. */
 static uint8_t *encode_event(int user, uint32_t version, const unsigned char *der, size_t len,
                              const unsigned char *p7, size_t p7len, const char *mail, size_t *out_len)
 {
-    char oid[32], upn[320];
+    char upn[320];
     unsigned char g[16];
     guid_of(user, g);
     upn_of(user, upn, sizeof upn);
-    snprintf(oid, sizeof oid, "user%d", user);
-    Certsync__V1__ChangeEvent ev = CERTSYNC__V1__CHANGE_EVENT__INIT;
-    Certsync__V1__Source src = CERTSYNC__V1__SOURCE__INIT;
-    Certsync__V1__Identity id = CERTSYNC__V1__IDENTITY__INIT;
-    Certsync__V1__Version ver = CERTSYNC__V1__VERSION__INIT;
-    Certsync__V1__AttributeStamp st1 = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT;
-    Certsync__V1__AttributeStamp st2 = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT;
-    Certsync__V1__CertificateValue cv = CERTSYNC__V1__CERTIFICATE_VALUE__INIT;
-    Certsync__V1__CertificateValue sv = CERTSYNC__V1__CERTIFICATE_VALUE__INIT;
-    Certsync__V1__CertificateValue *cvp = &cv, *svp = &sv;
-    char src_id[] = "src";
-    src.source_id = src_id;
-    id.object_id = oid;
-    id.has_object_guid = 1;
-    id.object_guid.data = g;
-    id.object_guid.len = 16;
-    id.user_principal_name = upn;
-    id.mail = (char *)(uintptr_t)(mail ? mail : upn);
-    st1.has_version = st2.has_version = 1;
-    st1.version = st2.version = version;
-    ver.user_certificate = &st1;
-    ver.user_smime_certificate = &st2;
-    ev.has_kind = 1;
-    ev.kind =
-        der ? CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_UPSERT : CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_REMOVAL;
-    ev.source = &src;
-    ev.identity = &id;
-    ev.version = &ver;
-    if (der) {
-        cv.has_raw = sv.has_raw = 1;
-        cv.raw.data = (uint8_t *)(uintptr_t)der;
-        cv.raw.len = len;
-        sv.raw.data = (uint8_t *)(uintptr_t)p7;
-        sv.raw.len = p7len;
-        ev.user_certificate = &cvp;
-        ev.n_user_certificate = 1;
-        ev.user_smime_certificate = &svp;
-        ev.n_user_smime_certificate = 1;
-    }
-    uint8_t *buf = NULL;
-    assert_null(cs_event_encode(&ev, &buf, out_len));
-    return buf;
+    return pts_encode_change_event(user, g, upn, mail, version, der, len, p7, p7len, out_len);
 }
 
 static void produce_to(world *w, const char *topic, int user, const uint8_t *val, size_t len,
@@ -379,20 +186,6 @@ static void produce_event(world *w, int user, uint32_t version, int variant)
     free(buf);
 }
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t l = sizeof a;
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &l), 0);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
 static void write_config(const world *w, int port, char *path, size_t cap)
 {
     snprintf(path, cap, "%s/pub-%d.yaml", work, port);
@@ -412,19 +205,10 @@ static void write_config(const world *w, int port, char *path, size_t cap)
             "batch: {max_events: 100, max_wait: 300ms}\n"
             "admin.listen: 127.0.0.1:%d\n"
             "kafka:\n  bootstrap.servers: %s\n  group.id: %s\n  session.timeout.ms: 6000\n",
-            w->instance, w->events, w->state, w->results, w->dlq, w->retry, env_tenant, env_domain,
-            env_client, env_url, env_url, env_url, env_secret_file, env_ca, port, kt_bootstrap(), w->group);
+            w->instance, w->events, w->state, w->results, w->dlq, w->retry, emu_env.tenant, emu_env.domain,
+            emu_env.client, emu_env.url, emu_env.url, emu_env.url, emu_env.secret_file, emu_env.ca, port,
+            kt_bootstrap(), w->group);
     fclose(f);
-}
-
-static void dump_file(const char *what, const char *path)
-{
-    char *t = slurp(path, NULL);
-    if (t) {
-        size_t n = strlen(t);
-        fprintf(stderr, "---- %s (last 6000 bytes) ----\n%s\n----\n", what, n > 6000 ? t + n - 6000 : t);
-        free(t);
-    }
 }
 
 /* One run of the binary: its files and process. */
@@ -470,23 +254,15 @@ static void start(run *r, const char *cfg, const char *env_name, const char *env
 /* Waits (bounded) for the run to exit with `code`; returns its stdout (caller frees). */
 static char *finish(run *r, int code)
 {
-    long long end = mono_ms() + WAIT_MS;
     int st = 0;
-    for (;;) {
-        if (waitpid(r->pid, &st, WNOHANG) == r->pid)
-            break;
-        if (mono_ms() > end) {
-            kill(r->pid, SIGKILL);
-            waitpid(r->pid, &st, 0);
-            dump_file("stderr", r->log);
-            fail_msg("publisher pid %d did not exit within %d ms", (int)r->pid, WAIT_MS);
-        }
-        nap_ms(50);
+    if (!pts_wait_pid(r->pid, WAIT_MS, &st)) {
+        pts_dump_tail("stderr", r->log);
+        fail_msg("publisher pid %d did not exit within %d ms", (int)r->pid, WAIT_MS);
     }
-    char *out = slurp(r->out, NULL);
+    char *out = pts_slurp(r->out, NULL);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != code) {
-        dump_file("stdout", r->out);
-        dump_file("stderr", r->log);
+        pts_dump_tail("stdout", r->out);
+        pts_dump_tail("stderr", r->log);
         fail_msg("publisher: wanted exit %d, got %s %d", code, WIFEXITED(st) ? "exit" : "signal",
                  WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
     }
@@ -499,7 +275,7 @@ static char *run_cmd(const world *w, int code, const char *env_name, const char 
 {
     char cfg[400];
     run r;
-    write_config(w, free_port(), cfg, sizeof cfg);
+    write_config(w, pts_free_port(), cfg, sizeof cfg);
     start(&r, cfg, env_name, env_value, args);
     return finish(&r, code);
 }
@@ -533,7 +309,7 @@ static void expect_line(const char *report, const char *object, const char *word
 
 static long long last_seq(void)
 {
-    json_t *j = emu_json("/journal?kind=request&since=999999999");
+    json_t *j = pts_emu_json(emu_env.admin, "/journal?kind=request&since=999999999");
     long long s = json_integer_value(json_object_get(j, "last_seq"));
     json_decref(j);
     return s;
@@ -545,7 +321,7 @@ static int requests(long long since, const char *prefix)
 {
     char path[128];
     snprintf(path, sizeof path, "/journal?kind=request&since=%lld", since);
-    json_t *j = emu_json(path);
+    json_t *j = pts_emu_json(emu_env.admin, path);
     json_t *e;
     size_t i;
     int n = 0;
@@ -564,7 +340,7 @@ static int changes_of(long long since, int user)
     char path[128], upn[320];
     snprintf(path, sizeof path, "/journal?kind=change&since=%lld", since);
     upn_of(user, upn, sizeof upn);
-    json_t *j = emu_json(path);
+    json_t *j = pts_emu_json(emu_env.admin, path);
     json_t *e;
     size_t i;
     int n = 0;
@@ -584,13 +360,13 @@ static void expect_state(int user, int variant)
     char path[400], upn[320];
     upn_of(user, upn, sizeof upn);
     snprintf(path, sizeof path, "/state/recipients/%s", upn);
-    json_t *r = emu_json(path);
+    json_t *r = pts_emu_json(emu_env.admin, path);
     json_t *uc = json_object_get(r, "UserCertificate");
     if (variant < 0) {
         assert_int_equal(json_array_size(uc), 0);
     } else {
         char *want = malloc(cert_len[user][variant] * 2 + 4);
-        b64(cert[user][variant], cert_len[user][variant], want);
+        pts_b64(cert[user][variant], cert_len[user][variant], want);
         if (json_array_size(uc) != 1 || strcmp(json_string_value(json_array_get(uc, 0)), want) != 0)
             fail_msg("user%d: Exchange does not hold its certificate variant %d", user, variant);
         free(want);
@@ -641,7 +417,7 @@ static void replay_rebuilds_emptied_tenant(void **state)
     long long s2 = last_seq();
     run_once(&w);
     assert_int_equal(requests(s2, "Set-"), 0);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* --dry-run reads Exchange and reports none / write / clear / not_found, and writes nothing. */
@@ -671,7 +447,7 @@ static void replay_dry_run_reports_only(void **state)
     assert_true(requests(s0, "Get-Mailbox") >= 3); /* what Exchange holds was read */
     expect_state(1, -1);
     expect_state(2, 0);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* A replay that read v1 of user0 must not write it over v2, which the live publisher applied after the
@@ -691,19 +467,19 @@ static void replay_does_not_regress_newer(void **state)
     char cfg[400], hold[400], ready[420];
     snprintf(hold, sizeof hold, "%s/hold", work);
     snprintf(ready, sizeof ready, "%s.ready", hold);
-    write_config(&w, free_port(), cfg, sizeof cfg);
+    write_config(&w, pts_free_port(), cfg, sizeof cfg);
     static const char *const args[] = {"replay", NULL};
     run r;
     start(&r, cfg, "CERTSYNC_PUB_REPLAY_HOLD", hold, args);
     /* The replay has read the events (v1 only) and waits before its first batch. */
     struct stat st;
-    long long end = mono_ms() + WAIT_MS;
+    long long end = pts_mono_ms() + WAIT_MS;
     while (stat(ready, &st) != 0) {
-        if (mono_ms() > end) {
-            dump_file("replay stderr", r.log);
+        if (pts_mono_ms() > end) {
+            pts_dump_tail("replay stderr", r.log);
             fail_msg("the replay never reached its hold point");
         }
-        nap_ms(50);
+        pts_nap_ms(50);
     }
     produce_event(&w, 0, 2, 1); /* v2, after the recorded end offset */
     run_once(&w);               /* the live publisher applies it */
@@ -719,7 +495,7 @@ static void replay_does_not_regress_newer(void **state)
     expect_state(0, 1); /* not regressed to v1 */
     assert_int_equal(changes_of(s1, 0), 0);
     expect_state(1, 0);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* Reads the dead-letter topic's record count (read_committed). */
@@ -737,8 +513,8 @@ static int dead_letter_count(const world *w)
     assert_int_equal(rd_kafka_assign(c, l), 0);
     rd_kafka_topic_partition_list_destroy(l);
     int n = 0;
-    long long end = mono_ms() + 20000;
-    while (mono_ms() < end) {
+    long long end = pts_mono_ms() + 20000;
+    while (pts_mono_ms() < end) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
         if (!m)
             continue;
@@ -769,17 +545,17 @@ static void redrive_after_recipient_appears(void **state)
     produce_to(&w, w.retry, 0, ev, len, "7");
     free(ev);
     char cfg[400];
-    write_config(&w, free_port(), cfg, sizeof cfg);
+    write_config(&w, pts_free_port(), cfg, sizeof cfg);
     run svc;
     start(&svc, cfg, NULL, NULL, NULL);
-    long long end = mono_ms() + WAIT_MS;
+    long long end = pts_mono_ms() + WAIT_MS;
     while (dead_letter_count(&w) < 1) {
-        if (mono_ms() > end || waitpid(svc.pid, NULL, WNOHANG) == svc.pid) {
-            dump_file("service stderr", svc.log);
-            dump_file("service stdout", svc.out);
+        if (pts_mono_ms() > end || waitpid(svc.pid, NULL, WNOHANG) == svc.pid) {
+            pts_dump_tail("service stderr", svc.log);
+            pts_dump_tail("service stdout", svc.out);
             fail_msg("user0 was not dead-lettered");
         }
-        nap_ms(200);
+        pts_nap_ms(200);
     }
     assert_int_equal(kill(svc.pid, SIGTERM), 0);
     free(finish(&svc, 0));
@@ -807,7 +583,7 @@ static void redrive_after_recipient_appears(void **state)
     expect_line(out, "skipped_stale", "src/user0");
     free(out);
     assert_int_equal(requests(s1, "Set-"), 0);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* preflight: two writable (cloud-only, and synced but cloud-managed), one write scope, one unknown. */
@@ -841,7 +617,7 @@ static void preflight_counts_classes(void **state)
     out = run_cmd(&w, 0, NULL, NULL, args);
     assert_non_null(strstr(out, "4 writable, 0 unwritable"));
     free(out);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* readiness: ok, expired, expiring soon and address mismatch, as a table and as CSV. */
@@ -888,7 +664,7 @@ static void readiness_reasons(void **state)
     snprintf(row, sizeof row, "%s,ok,", upn[0]);
     assert_non_null(strstr(out, row));
     free(out);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 int main(int argc, char **argv)

@@ -39,12 +39,12 @@
 #include "certsync/v1/publish_result.pb-c.h"
 #include "cs_event.h"
 #include "kafka_test_util.h"
+#include "pub_test_support.h"
 
 #define N_CERTS 6
 #define WAIT_MS 90000
 
-static char env_url[512], env_admin[512], env_ca[512], env_tenant[128], env_domain[256], env_client[128];
-static char env_secret_file[512], env_cert_file[512], env_key_file[512];
+static pts_emu_env emu_env;     /* the emulator fixture's env file */
 static const char *g_auth_yaml; /* NULL: auth: secret with the emulator's secret file */
 /* The mechanics tests move certificates between users (user0 gets user3's): the address rule is off for them;
  * the policy and secrets tests run with the default policy (""). */
@@ -55,50 +55,6 @@ static size_t cert_len[N_CERTS], smime_len[N_CERTS];
 
 /* ------------------------------------------------------------------ small helpers */
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = calloc(1, (size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return s;
-}
-
-static void env_get(const char *text, const char *name, char *out, size_t cap)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\n%s=", name);
-    const char *p = strstr(text, pat);
-    out[0] = '\0';
-    if (!p)
-        return;
-    p += strlen(pat);
-    snprintf(out, cap, "%.*s", (int)strcspn(p, "\n"), p);
-}
-
 static void sha256_hex(const unsigned char *d, size_t n, char out[65])
 {
     unsigned char md[32];
@@ -108,72 +64,9 @@ static void sha256_hex(const unsigned char *d, size_t n, char out[65])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static void b64(const unsigned char *d, size_t n, char *out)
-{
-    EVP_EncodeBlock((unsigned char *)out, d, (int)n);
-}
-
-typedef struct body {
-    char *p;
-    size_t n;
-} body;
-
-static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-    body *b = ud;
-    size_t add = size * nmemb;
-    char *g = realloc(b->p, b->n + add + 1);
-    if (!g)
-        return 0;
-    memcpy(g + b->n, ptr, add);
-    b->p = g;
-    b->n += add;
-    b->p[b->n] = '\0';
-    return add;
-}
-
-/* An HTTP call; returns the status (0: no answer); *out (may be NULL) gets the body, caller frees. */
-static long http(const char *method, const char *url, const char *json, char **out)
-{
-    CURL *c = curl_easy_init();
-    body b = {0};
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (json)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (out)
-        *out = b.p ? b.p : strdup("");
-    else
-        free(b.p);
-    return status;
-}
-
 static long emu(const char *method, const char *path, const char *json)
 {
-    char url[1024];
-    snprintf(url, sizeof url, "%s%s", env_admin, path);
-    return http(method, url, json, NULL);
-}
-
-static json_t *emu_json(const char *path)
-{
-    char url[1024], *text = NULL;
-    snprintf(url, sizeof url, "%s%s", env_admin, path);
-    assert_int_equal(http("GET", url, NULL, &text), 200);
-    json_t *j = json_loads(text, 0, NULL);
-    free(text);
-    assert_non_null(j);
-    return j;
+    return pts_emu_call(emu_env.admin, method, path, json, NULL);
 }
 
 /* Seconds of an ISO time "YYYY-MM-DDThh:mm:ss.ffffffZ" since midnight (tests run for minutes). */
@@ -193,7 +86,7 @@ static unsigned char *run_der(const char *cmd, size_t *len)
     snprintf(full, sizeof full, "%s > %s 2>/dev/null", cmd, tmp);
     if (system(full) != 0)
         return NULL;
-    unsigned char *d = (unsigned char *)slurp(tmp, len);
+    unsigned char *d = (unsigned char *)pts_slurp(tmp, len);
     unlink(tmp);
     return d;
 }
@@ -203,25 +96,8 @@ static unsigned char *run_der(const char *cmd, size_t *len)
 static int setup(void **state)
 {
     (void)state;
-    const char *path = getenv("O365_EMULATOR_ENV");
-    char *raw = path ? slurp(path, NULL) : NULL;
-    if (!raw)
+    if (pts_emu_env_load(&emu_env) != 0)
         return -1;
-    size_t n = strlen(raw);
-    char *text = malloc(n + 2);
-    text[0] = '\n';
-    memcpy(text + 1, raw, n + 1);
-    free(raw);
-    env_get(text, "O365_EMULATOR_URL", env_url, sizeof env_url);
-    env_get(text, "O365_EMULATOR_ADMIN_URL", env_admin, sizeof env_admin);
-    env_get(text, "O365_EMULATOR_CA_FILE", env_ca, sizeof env_ca);
-    env_get(text, "O365_TENANT_ID", env_tenant, sizeof env_tenant);
-    env_get(text, "O365_TENANT_DOMAIN", env_domain, sizeof env_domain);
-    env_get(text, "O365_CLIENT_ID", env_client, sizeof env_client);
-    env_get(text, "O365_CLIENT_SECRET_FILE", env_secret_file, sizeof env_secret_file);
-    env_get(text, "O365_CLIENT_CERT_FILE", env_cert_file, sizeof env_cert_file);
-    env_get(text, "O365_CLIENT_KEY_FILE", env_key_file, sizeof env_key_file);
-    free(text);
     snprintf(work, sizeof work, "/tmp/test_pub_service.XXXXXX");
     if (!mkdtemp(work))
         return -1;
@@ -231,7 +107,7 @@ static int setup(void **state)
         snprintf(cmd, sizeof cmd,
                  "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s/k%d.pem "
                  "-subj /CN=user%d -addext subjectAltName=email:user%d@%s -days 365 -out %s 2>/dev/null",
-                 work, i, i, i, env_domain, pem);
+                 work, i, i, i, emu_env.domain, pem);
         if (system(cmd) != 0)
             return -1;
         snprintf(cmd, sizeof cmd, "openssl x509 -in %s -outform DER", pem);
@@ -241,7 +117,7 @@ static int setup(void **state)
         if (!cert[i] || !smime[i])
             return -1;
     }
-    return env_url[0] && env_admin[0] ? 0 : -1;
+    return emu_env.url[0] && emu_env.admin[0] ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -262,11 +138,7 @@ static int teardown(void **state)
 
 /* ------------------------------------------------------------------ one test's world */
 
-typedef struct world {
-    char *events, *state, *results, *dlq, *retry, *group, *instance;
-    int parts;
-    rd_kafka_t *prod;
-} world;
+typedef pts_topics world; /* per-test topics, group, instance id, partitions and producer */
 
 static void guid_of(int user, unsigned char g[16])
 {
@@ -278,7 +150,7 @@ static void guid_of(int user, unsigned char g[16])
 
 static void upn_of(int user, char *out, size_t cap)
 {
-    snprintf(out, cap, "user%d@%s", user, env_domain);
+    snprintf(out, cap, "user%d@%s", user, emu_env.domain);
 }
 
 /* Seeds recipient `user` (a mailbox; write_scope: directory-synced and not cloud-managed). */
@@ -287,7 +159,7 @@ static void seed_recipient(int user, int write_scope)
     unsigned char g[16];
     char id[40], upn[320], json[1024];
     guid_of(user, g);
-    b64(g, 16, id);
+    pts_b64(g, 16, id);
     upn_of(user, upn, sizeof upn);
     snprintf(json, sizeof json,
              "{\"UserPrincipalName\":\"%s\",\"PrimarySmtpAddress\":\"%s\",\"RecipientTypeDetails\":"
@@ -299,37 +171,8 @@ static void seed_recipient(int user, int write_scope)
 
 static void world_new(world *w, int parts)
 {
-    memset(w, 0, sizeof *w);
-    w->parts = parts;
-    w->events = kt_unique_name("svc-events");
-    w->state = kt_unique_name("svc-state");
-    w->results = kt_unique_name("svc-results");
-    w->dlq = kt_unique_name("svc-dlq");
-    w->retry = kt_unique_name("svc-retry");
-    w->group = kt_unique_name("svc-group");
-    w->instance = kt_unique_name("svc");
-    kt_create_topic(w->events, parts, 1, 0);
-    kt_create_topic(w->state, parts, 1, 1);
-    kt_create_topic(w->retry, parts, 1, 0);
-    kt_create_topic(w->results, 1, 1, 0);
-    kt_create_topic(w->dlq, 1, 1, 0);
-    char errstr[256];
-    w->prod = rd_kafka_new(RD_KAFKA_PRODUCER, kt_conf(), errstr, sizeof errstr);
-    assert_non_null(w->prod);
+    pts_topics_new(w, "svc", parts, 0, 1);
     assert_int_equal(emu("POST", "/reset", NULL), 200);
-}
-
-static void world_free(world *w)
-{
-    rd_kafka_flush(w->prod, 10000);
-    rd_kafka_destroy(w->prod);
-    free(w->events);
-    free(w->state);
-    free(w->results);
-    free(w->dlq);
-    free(w->retry);
-    free(w->group);
-    free(w->instance);
 }
 
 static void produce_raw(world *w, int32_t part, const char *key, const void *val, size_t len)
@@ -346,72 +189,18 @@ static void produce_raw(world *w, int32_t part, const char *key, const void *val
  * DER, userSMIMECertificate PKCS#7), or a removal when c < 0, to partition `part`. */
 static void produce_event(world *w, int32_t part, int user, uint32_t version, int c)
 {
-    char oid[32], key[48], upn[320];
+    char key[48], upn[320];
     unsigned char g[16];
     guid_of(user, g);
     upn_of(user, upn, sizeof upn);
-    snprintf(oid, sizeof oid, "user%d", user);
     snprintf(key, sizeof key, "src/user%d", user);
-    Certsync__V1__ChangeEvent ev = CERTSYNC__V1__CHANGE_EVENT__INIT;
-    Certsync__V1__Source src = CERTSYNC__V1__SOURCE__INIT;
-    Certsync__V1__Identity id = CERTSYNC__V1__IDENTITY__INIT;
-    Certsync__V1__Version ver = CERTSYNC__V1__VERSION__INIT;
-    Certsync__V1__AttributeStamp st1 = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT;
-    Certsync__V1__AttributeStamp st2 = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT;
-    Certsync__V1__CertificateValue cv = CERTSYNC__V1__CERTIFICATE_VALUE__INIT;
-    Certsync__V1__CertificateValue sv = CERTSYNC__V1__CERTIFICATE_VALUE__INIT;
-    Certsync__V1__CertificateValue *cvp = &cv, *svp = &sv;
-    char src_id[] = "src";
-    src.source_id = src_id;
-    id.object_id = oid;
-    id.has_object_guid = 1;
-    id.object_guid.data = g;
-    id.object_guid.len = 16;
-    id.user_principal_name = upn;
-    id.mail = upn; /* the policy's address rule matches the certificate's address against mail */
-    st1.has_version = 1;
-    st1.version = version;
-    st2.has_version = 1;
-    st2.version = version;
-    ver.user_certificate = &st1;
-    ver.user_smime_certificate = &st2;
-    ev.has_kind = 1;
-    ev.kind = c < 0 ? CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_REMOVAL
-                    : CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_UPSERT;
-    ev.source = &src;
-    ev.identity = &id;
-    ev.version = &ver;
-    if (c >= 0) {
-        cv.has_raw = 1;
-        cv.raw.data = cert[c];
-        cv.raw.len = cert_len[c];
-        sv.has_raw = 1;
-        sv.raw.data = smime[c];
-        sv.raw.len = smime_len[c];
-        ev.user_certificate = &cvp;
-        ev.n_user_certificate = 1;
-        ev.user_smime_certificate = &svp;
-        ev.n_user_smime_certificate = 1;
-    }
-    uint8_t *buf = NULL;
     size_t len = 0;
-    assert_null(cs_event_encode(&ev, &buf, &len));
+    /* mail = upn: the policy's address rule matches the certificate's address against mail */
+    uint8_t *buf = c < 0 ? pts_encode_change_event(user, g, upn, upn, version, NULL, 0, NULL, 0, &len)
+                         : pts_encode_change_event(user, g, upn, upn, version, cert[c], cert_len[c], smime[c],
+                                                   smime_len[c], &len);
     produce_raw(w, part, key, buf, len);
     free(buf);
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t l = sizeof a;
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &l), 0);
-    close(s);
-    return ntohs(a.sin_port);
 }
 
 /* Writes the publisher's config for this world; returns the path (static per port). */
@@ -421,7 +210,7 @@ static void write_config(const world *w, int port, char *path, size_t cap)
     if (g_auth_yaml)
         snprintf(auth, sizeof auth, "%s", g_auth_yaml);
     else
-        snprintf(auth, sizeof auth, "  auth: secret\n  client_secret_file: %s\n", env_secret_file);
+        snprintf(auth, sizeof auth, "  auth: secret\n  client_secret_file: %s\n", emu_env.secret_file);
     snprintf(path, cap, "%s/pub-%d.yaml", work, port);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -439,9 +228,9 @@ static void write_config(const world *w, int port, char *path, size_t cap)
             "admin.listen: 127.0.0.1:%d\n"
             "%s"
             "kafka:\n  bootstrap.servers: %s\n  group.id: %s\n  session.timeout.ms: 6000\n",
-            w->instance, w->events, w->state, w->results, w->dlq, w->retry, env_tenant, env_domain,
-            env_client, env_url, env_url, env_url, auth, env_ca, port, g_policy_yaml, kt_bootstrap(),
-            w->group);
+            w->instance, w->events, w->state, w->results, w->dlq, w->retry, emu_env.tenant, emu_env.domain,
+            emu_env.client, emu_env.url, emu_env.url, emu_env.url, auth, emu_env.ca, port, g_policy_yaml,
+            kt_bootstrap(), w->group);
     fclose(f);
 }
 
@@ -478,31 +267,18 @@ static void dump_log(int port)
 {
     char log[300];
     snprintf(log, sizeof log, "%s/pub-%d.log", work, port);
-    char *t = slurp(log, NULL);
-    if (t) {
-        size_t n = strlen(t);
-        fprintf(stderr, "---- publisher log (last 6000 bytes) ----\n%s\n----\n", n > 6000 ? t + n - 6000 : t);
-        free(t);
-    }
+    pts_dump_tail("publisher log", log);
 }
 
 /* Waits (bounded) for `pid` to exit; returns the raw wait status; fails the test on timeout. */
 static int wait_exit(pid_t pid, int port, long long timeout_ms)
 {
-    long long end = mono_ms() + timeout_ms;
     int st = 0;
-    for (;;) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return st;
-        if (mono_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            dump_log(port);
-            fail_msg("publisher pid %d did not exit within %lld ms", (int)pid, timeout_ms);
-        }
-        nap_ms(50);
+    if (!pts_wait_pid(pid, timeout_ms, &st)) {
+        dump_log(port);
+        fail_msg("publisher pid %d did not exit within %lld ms", (int)pid, timeout_ms);
     }
+    return st;
 }
 
 static void expect_exit_code(int st, int code, int port)
@@ -518,7 +294,7 @@ static void expect_exit_code(int st, int code, int port)
 static int run_once(const world *w, const char *fault, int expect_sigkill)
 {
     char cfg[400];
-    int port = free_port();
+    int port = pts_free_port();
     write_config(w, port, cfg, sizeof cfg);
     int st = wait_exit(spawn(cfg, 1, fault, port), port, WAIT_MS);
     if (expect_sigkill) {
@@ -536,23 +312,23 @@ static long admin_get(int port, const char *path, char **out)
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    return http("GET", url, NULL, out);
+    return pts_http("GET", url, NULL, out);
 }
 
 static void wait_ready(int port, pid_t pid)
 {
-    long long end = mono_ms() + WAIT_MS;
+    long long end = pts_mono_ms() + WAIT_MS;
     while (admin_get(port, "/readyz", NULL) != 200) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             dump_log(port);
             fail_msg("publisher exited before it was ready");
         }
-        if (mono_ms() > end) {
+        if (pts_mono_ms() > end) {
             dump_log(port);
             fail_msg("publisher not ready within %d ms", WAIT_MS);
         }
-        nap_ms(100);
+        pts_nap_ms(100);
     }
 }
 
@@ -560,7 +336,7 @@ static void wait_ready(int port, pid_t pid)
 
 static long long last_seq(void)
 {
-    json_t *j = emu_json("/journal?kind=request&since=999999999");
+    json_t *j = pts_emu_json(emu_env.admin, "/journal?kind=request&since=999999999");
     long long s = json_integer_value(json_object_get(j, "last_seq"));
     json_decref(j);
     return s;
@@ -579,7 +355,7 @@ static changes changes_of(long long since, int user, const char *attr)
     char path[128], upn[320];
     snprintf(path, sizeof path, "/journal?kind=change&since=%lld", since);
     upn_of(user, upn, sizeof upn);
-    json_t *j = emu_json(path);
+    json_t *j = pts_emu_json(emu_env.admin, path);
     changes c;
     memset(&c, 0, sizeof c);
     json_t *e;
@@ -640,13 +416,13 @@ static void expect_state(int user, int c)
     char path[400], upn[320];
     upn_of(user, upn, sizeof upn);
     snprintf(path, sizeof path, "/state/recipients/%s", upn);
-    json_t *r = emu_json(path);
+    json_t *r = pts_emu_json(emu_env.admin, path);
     json_t *uc = json_object_get(r, "UserCertificate");
     if (c < 0) {
         assert_int_equal(json_array_size(uc), 0);
     } else {
         char *want = malloc(cert_len[c] * 2 + 4);
-        b64(cert[c], cert_len[c], want);
+        pts_b64(cert[c], cert_len[c], want);
         assert_int_equal(json_array_size(uc), 1);
         assert_string_equal(json_string_value(json_array_get(uc, 0)), want);
         free(want);
@@ -659,7 +435,7 @@ static int set_requests(long long since)
 {
     char path[128];
     snprintf(path, sizeof path, "/journal?kind=request&since=%lld", since);
-    json_t *j = emu_json(path);
+    json_t *j = pts_emu_json(emu_env.admin, path);
     json_t *e;
     size_t i;
     int n = 0;
@@ -712,7 +488,7 @@ static void apply_update_clear_restart(void **state)
     long long s2 = last_seq();
     run_once(&w, NULL, 0);
     assert_int_equal(set_requests(s2), 0);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* The service mode: probes answer, the metrics count the write, SIGTERM exits 0. */
@@ -724,7 +500,7 @@ static void service_probes_sigterm(void **state)
     seed_recipient(0, 0);
     long long s0 = last_seq();
     char cfg[400];
-    int port = free_port();
+    int port = pts_free_port();
     write_config(&w, port, cfg, sizeof cfg);
     pid_t pid = spawn(cfg, 0, NULL, port);
     wait_ready(port, pid);
@@ -733,7 +509,7 @@ static void service_probes_sigterm(void **state)
     assert_non_null(strstr(text, "\"ok\""));
     free(text);
     produce_event(&w, 0, 0, 1, 0);
-    long long end = mono_ms() + WAIT_MS;
+    long long end = pts_mono_ms() + WAIT_MS;
     for (;;) {
         assert_int_equal(admin_get(port, "/metrics", &text), 200);
         int done = strstr(text, "certsync_publisher_applied_total 1") != NULL &&
@@ -751,11 +527,11 @@ static void service_probes_sigterm(void **state)
         free(text);
         if (done)
             break;
-        if (mono_ms() > end) {
+        if (pts_mono_ms() > end) {
             dump_log(port);
             fail_msg("the write was not counted in /metrics");
         }
-        nap_ms(100);
+        pts_nap_ms(100);
     }
     expect_written_once(s0, 0, 0);
     assert_int_equal(kill(pid, SIGTERM), 0);
@@ -764,7 +540,7 @@ static void service_probes_sigterm(void **state)
     long long s1 = last_seq();
     run_once(&w, NULL, 0);
     assert_int_equal(set_requests(s1), 0);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* Reads every record of the (single-partition) dead-letter topic (read_committed). */
@@ -783,8 +559,8 @@ static int read_dead_letters(const world *w, Certsync__V1__DeadLetterReason *rea
     assert_int_equal(rd_kafka_assign(c, l), 0);
     rd_kafka_topic_partition_list_destroy(l);
     int n = 0;
-    long long end = mono_ms() + 30000;
-    while (mono_ms() < end) {
+    long long end = pts_mono_ms() + 30000;
+    while (pts_mono_ms() < end) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
         if (!m)
             continue;
@@ -851,7 +627,7 @@ static void dead_letters_and_throttling(void **state)
     /* The 429's time, from the request journal. */
     char path[128];
     snprintf(path, sizeof path, "/journal?kind=request&since=%lld", s0);
-    json_t *j = emu_json(path);
+    json_t *j = pts_emu_json(emu_env.admin, path);
     json_t *e;
     size_t i;
     double t429 = -1;
@@ -874,7 +650,7 @@ static void dead_letters_and_throttling(void **state)
     /* The others were not held up by user1's wait. */
     if (t2 - t429 >= 1.95 || t3 - t429 >= 1.95)
         fail_msg("other recipients waited for user1's Retry-After (%.3f s, %.3f s)", t2 - t429, t3 - t429);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* SIGKILL after the Office 365 write and before the commit: the next run re-applies identically. */
@@ -907,7 +683,7 @@ static void kill9_before_commit_idempotent(void **state)
     (void)s1;
     run_once(&w, NULL, 0);
     assert_int_equal(set_requests(s2), 0);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* Two instances with one instance id: the older is fenced and exits with code 3; the newer goes on. */
@@ -919,9 +695,9 @@ static void fencing_older_instance(void **state)
     seed_recipient(0, 0);
     seed_recipient(1, 0);
     char cfg_a[400], cfg_b[400];
-    int port_a = free_port(), port_b = free_port();
+    int port_a = pts_free_port(), port_b = pts_free_port();
     while (port_b == port_a)
-        port_b = free_port();
+        port_b = pts_free_port();
     write_config(&w, port_a, cfg_a, sizeof cfg_a);
     write_config(&w, port_b, cfg_b, sizeof cfg_b);
     pid_t a = spawn(cfg_a, 0, NULL, port_a);
@@ -935,19 +711,19 @@ static void fencing_older_instance(void **state)
     int st = wait_exit(a, port_a, WAIT_MS);
     expect_exit_code(st, 3, port_a);
     /* B takes over everything; both recipients end up written with their certificates. */
-    long long end = mono_ms() + WAIT_MS;
+    long long end = pts_mono_ms() + WAIT_MS;
     while (changes_of(s0, 0, "UserCertificate").changed + changes_of(s0, 1, "UserCertificate").changed < 2) {
-        if (mono_ms() > end) {
+        if (pts_mono_ms() > end) {
             dump_log(port_b);
             fail_msg("the newer instance did not apply both events");
         }
-        nap_ms(200);
+        pts_nap_ms(200);
     }
     expect_state(0, 0);
     expect_state(1, 1);
     assert_int_equal(kill(b, SIGTERM), 0);
     expect_exit_code(wait_exit(b, port_b, 30000), 0, port_b);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* ------------------------------------------------------------------ certificate policy (issue 6) */
@@ -1050,8 +826,8 @@ static Certsync__V1__PublishResult *read_result(const world *w, const char *key)
     assert_int_equal(rd_kafka_assign(c, l), 0);
     rd_kafka_topic_partition_list_destroy(l);
     Certsync__V1__PublishResult *last = NULL;
-    long long end = mono_ms() + 30000;
-    while (mono_ms() < end) {
+    long long end = pts_mono_ms() + 30000;
+    while (pts_mono_ms() < end) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
         if (!m)
             continue;
@@ -1092,7 +868,7 @@ static void policy_refusals(void **state)
     assert_non_null(key);
     char me[320], other[320];
     upn_of(10, me, sizeof me);
-    snprintf(other, sizeof other, "mallory@%s", env_domain);
+    snprintf(other, sizeof other, "mallory@%s", emu_env.domain);
     time_t now = time(NULL);
     unsigned char *v[3];
     size_t len[3];
@@ -1143,7 +919,7 @@ static void policy_refusals(void **state)
     /* One log line per refusal with the user, the certificate's fingerprint and the rule. */
     char logp[300];
     snprintf(logp, sizeof logp, "%s/pub-%d.log", work, port);
-    char *log = slurp(logp, NULL);
+    char *log = pts_slurp(logp, NULL);
     assert_non_null(log);
     char want[600];
     snprintf(want, sizeof want, "user %s: userCertificate certificate %s refused by policy: expired: ", me,
@@ -1160,7 +936,7 @@ static void policy_refusals(void **state)
         OPENSSL_free(v[i]);
     EVP_PKEY_free(key);
     g_policy_yaml = "policy.check_address: false\n";
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 /* ------------------------------------------------------------------ secrets never printed (issue 6) */
@@ -1187,7 +963,7 @@ static void needle_add(needles *nd, const char *text, size_t n)
 static void needles_of_file(needles *nd, const char *path)
 {
     size_t len = 0;
-    char *t = slurp(path, &len);
+    char *t = pts_slurp(path, &len);
     assert_non_null(t);
     const char *pem = strstr(t, "-----BEGIN");
     if (!pem) {
@@ -1209,10 +985,10 @@ static void needles_of_file(needles *nd, const char *path)
         needle_add(nd, joined, jn);
     }
     free(t);
-    t = slurp(path, &len);
+    t = pts_slurp(path, &len);
     char *enc = malloc(len * 2 + 8);
     assert_non_null(enc);
-    b64((const unsigned char *)t, len, enc);
+    pts_b64((const unsigned char *)t, len, enc);
     needle_add(nd, enc, strlen(enc));
     free(enc);
     free(t);
@@ -1240,8 +1016,8 @@ static void secrets_never_printed(void **state)
 {
     (void)state;
     needles nd = {.n = 0};
-    needles_of_file(&nd, env_secret_file);
-    needles_of_file(&nd, env_key_file);
+    needles_of_file(&nd, emu_env.secret_file);
+    needles_of_file(&nd, emu_env.key_file);
     assert_true(nd.n >= 4);
     /* The check can fail: a planted secret and a planted key line are found. */
     char planted[2048];
@@ -1261,12 +1037,12 @@ static void secrets_never_printed(void **state)
     /* 1. client secret, service mode, scraped while working. */
     g_auth_yaml = NULL;
     char cfg[400];
-    int port = free_port();
+    int port = pts_free_port();
     write_config(&w, port, cfg, sizeof cfg);
     pid_t pid = spawn(cfg, 0, NULL, port);
     wait_ready(port, pid);
     produce_event(&w, 0, 4, 1, 4);
-    long long end = mono_ms() + WAIT_MS;
+    long long end = pts_mono_ms() + WAIT_MS;
     for (;;) {
         char *text = NULL;
         assert_int_equal(admin_get(port, "/metrics", &text), 200);
@@ -1274,11 +1050,11 @@ static void secrets_never_printed(void **state)
         free(text);
         if (done)
             break;
-        if (mono_ms() > end) {
+        if (pts_mono_ms() > end) {
             dump_log(port);
             fail_msg("the write was not counted in /metrics");
         }
-        nap_ms(100);
+        pts_nap_ms(100);
     }
     static const char *const paths[] = {"/metrics", "/healthz", "/readyz"};
     for (size_t i = 0; i < 3; i++) {
@@ -1299,7 +1075,7 @@ static void secrets_never_printed(void **state)
     /* 2. certificate + private key, --once. */
     char auth[1400];
     snprintf(auth, sizeof auth, "  auth: certificate\n  certificate_file: %s\n  private_key_file: %s\n",
-             env_cert_file, env_key_file);
+             emu_env.cert_file, emu_env.key_file);
     g_auth_yaml = auth;
     long long s1 = last_seq();
     produce_event(&w, 0, 5, 1, 5);
@@ -1316,7 +1092,7 @@ static void secrets_never_printed(void **state)
             snprintf(path, sizeof path, "%s/pub-%d.log", work, ports[i]);
         else
             snprintf(path, sizeof path, "%s", scrapes[i - 2]);
-        char *text = slurp(path, NULL);
+        char *text = pts_slurp(path, NULL);
         assert_non_null(text);
         const char *leak = leak_in(&nd, text);
         if (leak)
@@ -1327,7 +1103,7 @@ static void secrets_never_printed(void **state)
     assert_int_equal(checked, 2 + n_scrapes);
     for (size_t i = 0; i < nd.n; i++)
         free(nd.v[i]);
-    world_free(&w);
+    pts_topics_free(&w);
 }
 
 int main(int argc, char **argv)

@@ -21,30 +21,12 @@
 #include <openssl/x509.h>
 
 #include "pub_codec.h"
+#include "pub_test_support.h"
 #include "pub_token.h"
 
 static char tmpdir[] = "/tmp/test_pub_token.XXXXXX";
 static char cert_path[256], key_path[256], other_key_path[256];
 static char *key_pem, *other_key_pem;
-
-static char *slurp(const char *path, size_t *len_out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *s = calloc(1, (size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    fclose(f);
-    if (len_out)
-        *len_out = (size_t)n;
-    return s;
-}
 
 static int setup(void **state)
 {
@@ -62,8 +44,8 @@ static int setup(void **state)
              key_path, cert_path, other_key_path);
     if (system(cmd) != 0)
         return -1;
-    key_pem = slurp(key_path, NULL);
-    other_key_pem = slurp(other_key_path, NULL);
+    key_pem = pts_slurp(key_path, NULL);
+    other_key_pem = pts_slurp(other_key_path, NULL);
     return key_pem && other_key_pem ? 0 : -1;
 }
 
@@ -314,7 +296,7 @@ static cs_err *golden_error(const char *name, long status)
     char path[512];
     snprintf(path, sizeof path, "%s/tests/data/o365/%s", CS_SOURCE_DIR, name);
     size_t len = 0;
-    char *body = slurp(path, &len);
+    char *body = pts_slurp(path, &len);
     assert_non_null(body);
     cs_err *err = pub_token_error_from_response(status, body, len, "crid-1234");
     free(body);

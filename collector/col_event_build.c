@@ -171,8 +171,14 @@ static Certsync__V1__ValueFormat format_to_proto(cs_cert_format f)
     return CERTSYNC__V1__VALUE_FORMAT__VALUE_FORMAT_UNKNOWN;
 }
 
-static cs_err *value_new(const col_object *o, cs_cert_attr attr, const unsigned char *raw, size_t len,
-                         int64_t now, Certsync__V1__CertificateValue **out)
+static cs_err *report_policy(const col_object *o, const col_source_info *src,
+                             const cs_policy_addresses *addrs, cs_cert_attr attr, const unsigned char *raw,
+                             size_t len, const cs_cert_value *cv, int64_t now);
+
+/* Builds the event's copy of one value; with a policy, also reports its verdict from the same parse. */
+static cs_err *value_new(const col_object *o, const col_source_info *src, const cs_policy_addresses *addrs,
+                         cs_cert_attr attr, const unsigned char *raw, size_t len, int64_t now,
+                         Certsync__V1__CertificateValue **out)
 {
     const char *attr_name =
         attr == CS_CERT_ATTR_USER_CERTIFICATE ? "userCertificate" : "userSMIMECertificate";
@@ -227,6 +233,8 @@ static cs_err *value_new(const col_object *o, cs_cert_attr attr, const unsigned 
         cs_log_kv(CS_LOG_WARN, FAC, "certificate value cannot be parsed; kept raw and flagged", "dn",
                   col_object_dn(o), "object_id", col_object_id(o), "attribute", attr_name, "sha256", hex,
                   "reason", cs_cert_value_reason(cv), NULL);
+    if (src->policy != NULL && (err = report_policy(o, src, addrs, attr, raw, len, cv, now)) != NULL)
+        goto cleanup;
     *out = v;
     v = NULL;
 cleanup:
@@ -306,12 +314,12 @@ static Certsync__V1__TrackingMode mode_to_proto(col_ldap_mode m)
 /* The policy report of one value: log and count a refusal; never changes the event. */
 static cs_err *report_policy(const col_object *o, const col_source_info *src,
                              const cs_policy_addresses *addrs, cs_cert_attr attr, const unsigned char *raw,
-                             size_t len, int64_t now)
+                             size_t len, const cs_cert_value *cv, int64_t now)
 {
     cs_policy_verdict *v = NULL;
     const char *label = col_object_upn(o) != NULL ? col_object_upn(o) : col_object_dn(o);
-    cs_err *err = cs_policy_check_value(src->policy, attr, raw, len, (const char *const *)addrs->v, addrs->n,
-                                        now, label, &v);
+    cs_err *err = cs_policy_check_parsed(src->policy, attr, raw, len, cv, (const char *const *)addrs->v,
+                                         addrs->n, now, label, &v);
     if (err != NULL)
         return err;
     if (!cs_policy_verdict_ok(v)) {
@@ -361,11 +369,9 @@ static cs_err *add_values(const col_object *o, const col_source_info *src, const
     for (size_t i = 0; i < n && err == NULL; i++) {
         size_t len = 0;
         const unsigned char *raw = col_object_cert(o, attr, i, &len);
-        err = value_new(o, attr, raw, len, now, &(*arr)[i]);
+        err = value_new(o, src, addrs, attr, raw, len, now, &(*arr)[i]);
         if (err == NULL)
             *n_arr = i + 1;
-        if (err == NULL && src->policy != NULL)
-            err = report_policy(o, src, addrs, attr, raw, len, now);
     }
     return err;
 }

@@ -631,14 +631,28 @@ cs_err *cs_policy_check_value(const cs_policy *p, cs_cert_attr attr, const unsig
                               const char *const *addrs, size_t n_addrs, int64_t now, const char *label,
                               cs_policy_verdict **out)
 {
-    cs_err *err = NULL;
     cs_cert_value *cv = NULL;
+    if (!out || !p || (!der && len > 0) || (!addrs && n_addrs > 0))
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "cs_policy_check_value: policy, value or out is NULL");
+    *out = NULL;
+    cs_err *err = cs_cert_value_parse(attr, der, len, now, &cv);
+    if (!err)
+        err = cs_policy_check_parsed(p, attr, der, len, cv, addrs, n_addrs, now, label, out);
+    cs_cert_value_free(cv);
+    return err;
+}
+
+cs_err *cs_policy_check_parsed(const cs_policy *p, cs_cert_attr attr, const unsigned char *der, size_t len,
+                               const cs_cert_value *cv, const char *const *addrs, size_t n_addrs, int64_t now,
+                               const char *label, cs_policy_verdict **out)
+{
+    cs_err *err = NULL;
     cs_policy_verdict *v = NULL;
     cs_buf msg;
     cs_buf_init(&msg, MESSAGE_MAX);
 
-    if (!out || !p || (!der && len > 0) || (!addrs && n_addrs > 0))
-        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "cs_policy_check_value: policy, value or out is NULL");
+    if (!out || !p || !cv || (!der && len > 0) || (!addrs && n_addrs > 0))
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "cs_policy_check_parsed: policy, value or out is NULL");
     *out = NULL;
     v = calloc(1, sizeof(*v));
     if (!v) {
@@ -646,9 +660,6 @@ cs_err *cs_policy_check_value(const cs_policy *p, cs_cert_attr attr, const unsig
         goto cleanup;
     }
     cs_sha256_hex(der ? der : (const unsigned char *)"", len, v->value_sha256);
-    err = cs_cert_value_parse(attr, der, len, now, &cv);
-    if (err)
-        goto cleanup;
     v->value_problems = cs_cert_value_problems(cv);
 
     const char *who = label && *label ? label : "unknown user";
@@ -706,7 +717,6 @@ cs_err *cs_policy_check_value(const cs_policy *p, cs_cert_attr attr, const unsig
 
 cleanup:
     cs_buf_free(&msg);
-    cs_cert_value_free(cv);
     cs_policy_verdict_free(v);
     return err;
 }

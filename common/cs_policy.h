@@ -186,6 +186,16 @@ cs_err *cs_policy_check_value(const cs_policy *p, cs_cert_attr attr, const unsig
                               const char *const *addrs, size_t n_addrs, int64_t now, const char *label,
                               cs_policy_verdict **out);
 
+/*
+ * The same judgement for a value the caller has already parsed with cs_cert_value_parse()
+ * at the same `now`, so a hot path parses each value once. `cv` stays the caller's; `der`
+ * and `len` must be the bytes it was parsed from (the trusted-issuer rule re-reads them).
+ * Caller frees *out with cs_policy_verdict_free().
+ */
+cs_err *cs_policy_check_parsed(const cs_policy *p, cs_cert_attr attr, const unsigned char *der, size_t len,
+                               const cs_cert_value *cv, const char *const *addrs, size_t n_addrs, int64_t now,
+                               const char *label, cs_policy_verdict **out);
+
 /* Frees a verdict; NULL is allowed. */
 void cs_policy_verdict_free(cs_policy_verdict *v);
 

@@ -145,11 +145,63 @@ static enum MHD_Result answer_probe(cs_admin *a, struct MHD_Connection *conn, un
     return ret;
 }
 
+/* Appends `s` as a Prometheus label value (backslash, double quote and newline escaped). */
+static bool add_label_value(cs_buf *b, const char *s)
+{
+    bool ok = cs_buf_add(b, "\"", 1);
+    for (; ok && *s; s++) {
+        if (*s == '\\' || *s == '"')
+            ok = cs_buf_add(b, "\\", 1) && cs_buf_add(b, s, 1);
+        else if (*s == '\n')
+            ok = cs_buf_add_str(b, "\\n");
+        else
+            ok = cs_buf_add(b, s, 1);
+    }
+    return ok && cs_buf_add(b, "\"", 1);
+}
+
+/*
+ * Appends certsync_probe_check_passing{probe,check}: each check's verdict as a gauge, so readiness and
+ * liveness can be graphed and alerted on by check (the reasons stay on the probes: unbounded text is no
+ * label). Rendered here rather than registered in the registry because the registry outlives the endpoint.
+ * Nothing is appended when no check is registered.
+ */
+static bool add_check_metrics(cs_admin *a, cs_buf *b)
+{
+    static const struct {
+        unsigned probe;
+        const char *name;
+    } probes[] = {{CS_ADMIN_LIVENESS, "liveness"}, {CS_ADMIN_READINESS, "readiness"}};
+    bool ok = true;
+    pthread_mutex_lock(&a->lock);
+    if (a->n_checks > 0)
+        ok =
+            cs_buf_add_str(b, "# HELP " CS_ADMIN_CHECK_METRIC
+                              " 1 while the named liveness or readiness check passes, 0 while it fails (the "
+                              "reason is on /healthz or /readyz).\n# TYPE " CS_ADMIN_CHECK_METRIC " gauge\n");
+    for (size_t p = 0; ok && p < sizeof(probes) / sizeof(probes[0]); p++) {
+        for (size_t i = 0; ok && i < a->n_checks; i++) {
+            const check *c = &a->checks[i];
+            if (!(c->probes & probes[p].probe))
+                continue;
+            cs_err *err = c->fn(c->arg);
+            ok = cs_buf_printf(b, "%s{probe=\"%s\",check=", CS_ADMIN_CHECK_METRIC, probes[p].name) &&
+                 add_label_value(b, c->name) && cs_buf_printf(b, "} %d\n", err ? 0 : 1);
+            cs_err_free(err);
+        }
+    }
+    pthread_mutex_unlock(&a->lock);
+    return ok;
+}
+
 static enum MHD_Result answer_metrics(cs_admin *a, struct MHD_Connection *conn)
 {
     cs_buf body;
     cs_buf_init(&body, MAX_METRICS_BODY);
     cs_err *err = cs_metrics_render(a->metrics, &body);
+    if (!err && !add_check_metrics(a, &body))
+        err = cs_err_new(CS_ERR_INTERNAL, 0, "/metrics: the probe check lines do not fit in %d bytes",
+                         MAX_METRICS_BODY);
     enum MHD_Result ret;
     if (err) {
         cs_log_kv(CS_LOG_ERROR, "admin", "cannot render /metrics", "error", cs_err_message(err), NULL);

@@ -4,7 +4,9 @@
  *   GET /healthz  liveness: 200 {"status":"ok","checks":{...}}
  *                 or 503 {"status":"fail","checks":{"kafka":"<reason>"}}
  *   GET /readyz   readiness: same shape, from the readiness checks
- *   GET /metrics  the cs_metrics registry, text format 0.0.4
+ *   GET /metrics  the cs_metrics registry, text format 0.0.4, then (when any
+ *                 check is registered) each check's verdict as
+ *                 certsync_probe_check_passing{probe="readiness",check="kafka"} 1|0
  *
  * HEAD is answered like GET without a body; other methods get 405 with
  * "Allow: GET, HEAD"; other paths 404, both with a JSON body. The server runs
@@ -29,6 +31,9 @@
 #define CS_ADMIN_MAX_CHECKS 32       /* checks per endpoint */
 #define CS_ADMIN_CONNECTION_LIMIT 32 /* concurrent connections */
 #define CS_ADMIN_TIMEOUT_SECONDS 10  /* idle connections are closed after this */
+
+/* The gauge /metrics adds with one series per (probe, check): 1 passing, 0 failing. */
+#define CS_ADMIN_CHECK_METRIC "certsync_probe_check_passing"
 
 typedef struct cs_admin cs_admin;
 

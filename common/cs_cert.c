@@ -16,6 +16,7 @@
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -548,6 +549,101 @@ static char *name_string(const X509_NAME *nm)
     return out;
 }
 
+/* ---------------------------------------------------------------- process-wide caches */
+
+/* OpenSSL 3.0 looks SHA-256 up in its provider store on every EVP_sha256() digest (a lock and a hash
+ * lookup); fetched once and kept for the life of the process. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+}
+
+static const EVP_MD *sha256_get(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md ? sha256_md : EVP_sha256();
+}
+
+/*
+ * The issuers of the last few certificates, keyed by their exact DER. A directory's certificates come from
+ * a handful of CAs, and decoding and printing the issuer Name was about 15% of a snapshot's CPU. A hit
+ * means the same bytes decoded before, so it is as valid as then. Bounded: ISSUER_SLOTS names of at most
+ * ISSUER_MAX_DER bytes, replaced round robin; the mutex makes it safe from any thread.
+ */
+#define ISSUER_SLOTS 8
+#define ISSUER_MAX_DER 1024
+
+typedef struct issuer_slot {
+    unsigned char der[ISSUER_MAX_DER];
+    size_t len; /* 0: empty */
+    X509_NAME *name;
+    char *text; /* name_string(name) */
+} issuer_slot;
+
+static issuer_slot issuer_cache[ISSUER_SLOTS];
+static size_t issuer_next;
+static pthread_mutex_t issuer_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static issuer_slot *issuer_find(const unsigned char *der, size_t len)
+{
+    for (size_t i = 0; i < ISSUER_SLOTS; i++)
+        if (issuer_cache[i].len == len && memcmp(issuer_cache[i].der, der, len) == 0)
+            return &issuer_cache[i];
+    return NULL;
+}
+
+static bool issuer_known(const unsigned char *der, size_t len)
+{
+    pthread_mutex_lock(&issuer_lock);
+    bool hit = issuer_find(der, len) != NULL;
+    pthread_mutex_unlock(&issuer_lock);
+    return hit;
+}
+
+/* On a hit: *text gets a copy of the issuer's text (NULL when out of memory) and *self_issued whether
+ * `subj` equals it (X509_NAME_cmp). False when the name is not (or no longer) cached. */
+static bool issuer_lookup(const unsigned char *der, size_t len, const X509_NAME *subj, char **text,
+                          bool *self_issued)
+{
+    pthread_mutex_lock(&issuer_lock);
+    const issuer_slot *sl = issuer_find(der, len);
+    if (sl) {
+        *text = strdup(sl->text);
+        *self_issued = X509_NAME_cmp(subj, sl->name) == 0;
+    }
+    pthread_mutex_unlock(&issuer_lock);
+    return sl != NULL;
+}
+
+/* Keeps `name` (ownership passes here in every case) and a copy of `text` for `der`. */
+static void issuer_remember(const unsigned char *der, size_t len, X509_NAME *name, const char *text)
+{
+    char *t = len <= ISSUER_MAX_DER ? strdup(text) : NULL;
+    if (!t) {
+        X509_NAME_free(name);
+        return;
+    }
+    pthread_mutex_lock(&issuer_lock);
+    if (issuer_find(der, len)) { /* another thread was first */
+        pthread_mutex_unlock(&issuer_lock);
+        X509_NAME_free(name);
+        free(t);
+        return;
+    }
+    issuer_slot *sl = &issuer_cache[issuer_next];
+    issuer_next = (issuer_next + 1) % ISSUER_SLOTS;
+    X509_NAME_free(sl->name);
+    free(sl->text);
+    memcpy(sl->der, der, len);
+    sl->len = len;
+    sl->name = name;
+    sl->text = t;
+    pthread_mutex_unlock(&issuer_lock);
+}
+
 static bool time_to_unix(const unsigned char *der, size_t n, int64_t *out)
 {
     const unsigned char *q = der;
@@ -753,7 +849,7 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
 
     ci->der_offset = (size_t)(der - value_base);
     ci->der_len = n;
-    if (!EVP_Digest(der, n, md, NULL, EVP_sha256(), NULL)) {
+    if (!EVP_Digest(der, n, md, NULL, sha256_get(), NULL)) {
         res = FILL_OOM;
         goto cleanup;
     }
@@ -809,12 +905,15 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
     if (!der_expect(&w, &p, end, TAG_SEQ, "issuer", &e))
         goto fail_walk;
     const unsigned char *q = e.start;
-    iss = d2i_X509_NAME(NULL, &q, (long)(e.next - e.start));
-    if (!iss || q != e.next) {
-        char m[WHY_MAX];
-        why_openssl(m, sizeof m, "issuer");
-        werr(&w, "%s at offset %zu", m, (size_t)(e.start - value_base));
-        goto fail_walk;
+    /* A cached issuer is the same bytes that decoded before: skip the decode (see issuer_cache). */
+    if (!issuer_known(e.start, (size_t)(e.next - e.start))) {
+        iss = d2i_X509_NAME(NULL, &q, (long)(e.next - e.start));
+        if (!iss || q != e.next) {
+            char m[WHY_MAX];
+            why_openssl(m, sizeof m, "issuer");
+            werr(&w, "%s at offset %zu", m, (size_t)(e.start - value_base));
+            goto fail_walk;
+        }
     }
     ce->iss = e.start;
     ce->iss_len = (size_t)(e.next - e.start);
@@ -911,12 +1010,27 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
     /* Everything that can make the certificate unreadable is behind us; now the summary. */
     ci->serial_hex = serial_hex(serial.body, serial.body_len);
     ci->subject = name_string(subj);
-    ci->issuer = name_string(iss);
+    if (!iss && !issuer_lookup(ce->iss, ce->iss_len, subj, &ci->issuer, &ci->self_issued)) {
+        /* Cached when checked, replaced since (another thread): decode it again; it decoded before. */
+        q = ce->iss;
+        iss = d2i_X509_NAME(NULL, &q, (long)ce->iss_len);
+        if (!iss) {
+            res = FILL_OOM;
+            goto cleanup;
+        }
+    }
+    if (iss) {
+        ci->issuer = name_string(iss);
+        ci->self_issued = X509_NAME_cmp(subj, iss) == 0;
+        if (ci->issuer) {
+            issuer_remember(ce->iss, ce->iss_len, iss, ci->issuer);
+            iss = NULL;
+        }
+    }
     if (!ci->serial_hex || !ci->subject || !ci->issuer) {
         res = FILL_OOM;
         goto cleanup;
     }
-    ci->self_issued = X509_NAME_cmp(subj, iss) == 0;
     if (exts)
         extensions_summarise(exts, ci, &emails, why, sizeof why);
     for (int i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_pkcs9_emailAddress, i)) >= 0;) {

@@ -530,6 +530,11 @@ cleanup:
     return ok;
 }
 
+bool cs_config_read_secret_file(const char *path, char **out, size_t *out_len, char *why, size_t why_size)
+{
+    return read_secret(path, out, out_len, why, why_size);
+}
+
 /* Checks that a non-secret file exists and is readable; fills `why` when not. */
 static bool check_readable(const char *path, char *why, size_t why_size)
 {

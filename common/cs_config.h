@@ -167,6 +167,14 @@ const char *cs_config_warning_at(const cs_config *cfg, size_t i);
  */
 bool cs_config_render_help(const cs_config_spec *spec, FILE *out);
 
+/*
+ * Reads a secret file with the loader's rules (regular file, at most CS_CONFIG_SECRET_MAX bytes, trailing
+ * newlines trimmed, not empty, no NUL byte), for re-reading a rotated secret (cs_secret.h). On success
+ * *out is the contents (caller wipes and frees), *out_len its length. On failure returns false and
+ * fills `why` with the reason, never the contents.
+ */
+bool cs_config_read_secret_file(const char *path, char **out, size_t *out_len, char *why, size_t why_size);
+
 /* Ready-made `check` functions for rows. */
 const char *cs_config_check_topic(const char *value);     /* a legal Kafka topic name */
 const char *cs_config_check_id(const char *value);        /* 1..100 of [A-Za-z0-9._-], for transactional.id */

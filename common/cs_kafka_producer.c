@@ -27,6 +27,8 @@
 #define RDKAFKA_DEFAULT_QUEUE_KBYTES "1048576"
 
 #define MAX_HEADERS 64
+/* Topics whose metadata cs_kafka_producer_warm keeps (a producer writes a handful). */
+#define MAX_WARM_TOPICS 8
 
 struct cs_kafka_producer {
     rd_kafka_t *rk;
@@ -40,6 +42,9 @@ struct cs_kafka_producer {
     uint64_t dr_failed;
     rd_kafka_resp_err_t first_dr_err;
     char first_dr_topic[256];
+    /* Handles kept by cs_kafka_producer_warm: librdkafka keeps their metadata fresh while they live. */
+    rd_kafka_topic_t *warm[MAX_WARM_TOPICS];
+    size_t n_warm;
 };
 
 const char *cs_kafka_producer_state_name(cs_kafka_producer_state state)
@@ -402,7 +407,7 @@ cs_err *cs_kafka_producer_produce(cs_kafka_producer *p, const char *topic, int32
     /* F_COPY: the caller's buffers may be reused as soon as we return. */
     rd_kafka_resp_err_t rerr = rd_kafka_producev(
         p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY((void *)(uintptr_t)key, key_len),
         RD_KAFKA_V_VALUE((void *)(uintptr_t)value, value_len), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
     if (rerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
         /* The message owns the headers now. Serve delivery reports as we go so the queue drains. */
@@ -416,7 +421,10 @@ cs_err *cs_kafka_producer_produce(cs_kafka_producer *p, const char *topic, int32
         rd_kafka_poll(p->rk, 100); /* let deliveries free space before the caller retries */
         flags = CS_ERR_F_RETRIABLE;
     } else if (rerr == RD_KAFKA_RESP_ERR__FATAL) {
-        flags = CS_ERR_F_FATAL;
+        /* Fenced while the batch was open (a newer instance's init_transactions): say so, the caller
+         * exits "fenced" rather than "failed". */
+        rd_kafka_resp_err_t fatal = rd_kafka_fatal_error(p->rk, NULL, 0);
+        flags = CS_ERR_F_FATAL | (is_fenced_code(fatal) ? CS_KAFKA_ERR_F_FENCED : 0u);
     } else {
         /* The message is not in the transaction, so the batch is incomplete: abort and redo it. */
         flags = CS_ERR_F_TXN_REQUIRES_ABORT;
@@ -531,6 +539,85 @@ cs_err *cs_kafka_producer_commit(cs_kafka_producer *p)
     return NULL;
 }
 
+bool cs_kafka_producer_is_commit_pending(const cs_err *err)
+{
+    return (cs_err_flags(err) & CS_KAFKA_ERR_F_COMMIT_PENDING) != 0;
+}
+
+/* Sleeps up to `ms` in short steps, returning early when the caller's stop flag is raised. */
+static void nap_unless_stopped(const cs_kafka_commit_opts *o, int ms)
+{
+    for (int slept = 0; slept < ms; slept += 50) {
+        if (o && o->should_stop && o->should_stop(o->arg))
+            return;
+        sleep_ms(50);
+    }
+}
+
+cs_err *cs_kafka_producer_commit_resume(cs_kafka_producer *p, const cs_kafka_commit_opts *o,
+                                        unsigned *attempts)
+{
+    cs_err *err = NULL;
+    bool pending = false;
+    int saved = p->txn_call_timeout_ms;
+    int call = o && o->call_timeout_ms > 0 ? o->call_timeout_ms : CS_KAFKA_COMMIT_CALL_TIMEOUT_MS_DEFAULT;
+    /* Shorter attempts, same total: the stop flag is looked at between them. Never longer than
+     * transaction.timeout.ms, which already bounds one call. */
+    if (call < p->txn_call_timeout_ms)
+        p->txn_call_timeout_ms = call;
+    unsigned n = 0;
+    /* Unbounded on purpose: a pending commit may only be resumed, never abandoned for an abort (librdkafka
+     * refuses one) or for a new transaction; the bound is the caller's stop flag (see the header). */
+    for (int backoff = 100;; backoff = backoff * 2 > CS_KAFKA_COMMIT_BACKOFF_MAX_MS
+                                           ? CS_KAFKA_COMMIT_BACKOFF_MAX_MS
+                                           : backoff * 2) {
+        long long t0 = mono_ms();
+        n++;
+        err = cs_kafka_producer_commit(p);
+        if (!err || cs_err_is_fatal(err) || cs_err_txn_requires_abort(err) || !cs_err_is_retriable(err))
+            break;
+        if (!pending) {
+            pending = true;
+            cs_log_kv(CS_LOG_WARN, FACILITY, "commit pending: resuming it until Kafka answers",
+                      "transactional_id", p->txn_id, "error", cs_err_message(err), NULL);
+        }
+        if (o && o->on_pending)
+            o->on_pending(o->arg, true, err);
+        /* An attempt that failed at once (a broker error, not our bound) waits a little before the next. */
+        if (mono_ms() - t0 < 50)
+            nap_unless_stopped(o, backoff);
+        if (o && o->should_stop && o->should_stop(o->arg)) {
+            cs_err *stop =
+                cs_err_new(CS_ERR_STATE, CS_ERR_F_FATAL | CS_KAFKA_ERR_F_COMMIT_PENDING,
+                           "kafka producer %s: stop requested while a commit was pending after %u "
+                           "attempt(s) (last: %s); nothing new was committed: the coordinator completes "
+                           "or expires that transaction, and the next start resumes from what is "
+                           "committed",
+                           p->txn_id, n, cs_err_message(err));
+            cs_err_free(err);
+            err = stop;
+            char nbuf[16];
+            snprintf(nbuf, sizeof nbuf, "%u", n);
+            cs_log_kv(CS_LOG_WARN, FACILITY,
+                      "stop requested while a commit was pending: giving up the commit", "transactional_id",
+                      p->txn_id, "attempts", nbuf, NULL);
+            break;
+        }
+        cs_err_free(err);
+        err = NULL;
+    }
+    p->txn_call_timeout_ms = saved;
+    if (pending) {
+        if (!err)
+            cs_log_kv(CS_LOG_INFO, FACILITY, "pending commit completed", "transactional_id", p->txn_id, NULL);
+        if (o && o->on_pending)
+            o->on_pending(o->arg, false, err);
+    }
+    if (attempts)
+        *attempts = n;
+    return err;
+}
+
 cs_err *cs_kafka_producer_abort(cs_kafka_producer *p)
 {
     cs_err *err = require_state(p, "abort",
@@ -565,14 +652,46 @@ cs_err *cs_kafka_producer_abort(cs_kafka_producer *p)
     return NULL;
 }
 
+cs_err *cs_kafka_producer_warm(cs_kafka_producer *p, const char *const *topics, size_t n, int timeout_ms)
+{
+    if (p->n_warm + n > MAX_WARM_TOPICS)
+        return cs_err_new(CS_ERR_INTERNAL, 0, "kafka producer %s: more than %d topics to warm up", p->txn_id,
+                          MAX_WARM_TOPICS);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(p->rk, topics[i], NULL);
+        if (!rkt)
+            return cs_err_new(CS_ERR_INVALID_INPUT, 0, "kafka producer %s: topic \"%s\": %s", p->txn_id,
+                              topics[i], rd_kafka_err2str(rd_kafka_last_error()));
+        p->warm[p->n_warm++] = rkt;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t rerr = rd_kafka_metadata(p->rk, 0, rkt, &md, timeout_ms);
+        if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            /* Not fatal: the first produce asks again (only slower). */
+            cs_log_kv(CS_LOG_WARN, FACILITY, "topic metadata not fetched ahead of the first transaction",
+                      "transactional_id", p->txn_id, "topic", topics[i], "error", rd_kafka_err2str(rerr),
+                      NULL);
+            continue;
+        }
+        rd_kafka_metadata_destroy(md);
+    }
+    return NULL;
+}
+
 void cs_kafka_producer_destroy(cs_kafka_producer *p)
 {
     if (!p)
         return;
     if (p->rk) {
         switch (p->state) {
-        case CS_KAFKA_PRODUCER_IN_TXN:
         case CS_KAFKA_PRODUCER_COMMITTING:
+            /* A commit given up while pending (cs_kafka_producer_commit_resume stopped): librdkafka refuses an
+             * abort once EndTxn is on its way, and before that an abort would wait for the same unreachable
+             * broker. The coordinator completes or expires the transaction; the next instance's
+             * init_transactions fences and aborts it at once. */
+            cs_log_kv(CS_LOG_WARN, FACILITY, "destroying with a commit pending: left to the coordinator",
+                      "transactional_id", p->txn_id, NULL);
+            break;
+        case CS_KAFKA_PRODUCER_IN_TXN:
         case CS_KAFKA_PRODUCER_ABORTABLE:
         case CS_KAFKA_PRODUCER_ABORTING: {
             /* Leave no open transaction behind: it would hold the LSO of every partition it touched
@@ -594,6 +713,8 @@ void cs_kafka_producer_destroy(cs_kafka_producer *p)
         case CS_KAFKA_PRODUCER_FATAL:
             break;
         }
+        for (size_t i = 0; i < p->n_warm; i++)
+            rd_kafka_topic_destroy(p->warm[i]);
         rd_kafka_destroy(p->rk);
     }
     cs_log_kv(CS_LOG_INFO, FACILITY, "kafka producer destroyed", "transactional_id", p->txn_id, NULL);

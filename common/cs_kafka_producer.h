@@ -62,6 +62,14 @@ typedef struct cs_kafka_header {
 cs_err *cs_kafka_producer_new(rd_kafka_conf_t *conf, const char *transactional_id, cs_kafka_producer **out);
 
 /*
+ * Fetches the metadata of `topics` (n of them, at most 8 per producer) now and keeps their handles, so the
+ * first transaction does not wait for librdkafka's periodic scan of unknown topics (measured: up to 1 s
+ * before the first produce to a new topic leaves). A topic whose metadata does not arrive within
+ * `timeout_ms` is logged and left to the first produce; an error only for a bad name or too many topics.
+ */
+cs_err *cs_kafka_producer_warm(cs_kafka_producer *p, const char *const *topics, size_t n, int timeout_ms);
+
+/*
  * init_transactions: registers the transactional.id with its coordinator and fences (aborts) any earlier
  * producer with the same id and its open transaction. Call it BEFORE reading the checkpoint/state topic,
  * otherwise a zombie's late commit is missed. `timeout_ms` bounds the wait (-1: librdkafka's
@@ -102,6 +110,45 @@ cs_err *cs_kafka_producer_send_offsets(cs_kafka_producer *p, const rd_kafka_topi
  */
 cs_err *cs_kafka_producer_commit(cs_kafka_producer *p);
 
+/* Extra cs_err flag (with CS_ERR_F_FATAL for the caller's loop): the stop flag was raised while a commit was
+ * still pending. Nothing new was committed by this process; the coordinator completes or expires the pending
+ * transaction on its own, so a restart resumes from whatever is committed (checkpoint / offsets). */
+#define CS_KAFKA_ERR_F_COMMIT_PENDING 0x200
+
+/* Default bound of one attempt of cs_kafka_producer_commit_resume(): short, so a stop flag is seen soon. */
+#define CS_KAFKA_COMMIT_CALL_TIMEOUT_MS_DEFAULT 5000
+/* Backoff between attempts that failed at once (a retriable broker error, not our bound running out). */
+#define CS_KAFKA_COMMIT_BACKOFF_MAX_MS 1000
+
+typedef struct cs_kafka_commit_opts {
+    int call_timeout_ms; /* bound of one attempt (capped by transaction.timeout.ms); 0: the default above */
+    /* Polled before every further attempt; true ends the loop with CS_KAFKA_ERR_F_COMMIT_PENDING. NULL: never. */
+    bool (*should_stop)(void *arg);
+    /* Told each time the commit becomes pending (true: a retriable failure, the commit goes on) and when it
+     * stops being pending (false: committed, or given up); for readiness and metrics. NULL: not told. */
+    void (*on_pending)(void *arg, bool pending, const cs_err *why);
+    void *arg;
+} cs_kafka_commit_opts;
+
+/*
+ * Commits the open transaction and keeps resuming it while librdkafka says the commit may be retried
+ * (librdkafka 2.0.2, rd_kafka_commit_transaction: "On timeout the application may call the function again";
+ * a retriable error means call commit again), e.g. for as long as Kafka is unreachable. Each attempt is
+ * bounded by `o->call_timeout_ms`; between attempts `o->should_stop` is checked. Returns:
+ *   NULL                              committed;
+ *   an error with CS_ERR_F_TXN_REQUIRES_ABORT   abort (cs_kafka_producer_abort) and redo the transaction;
+ *   an error with CS_ERR_F_FATAL      the producer is unusable (fenced included);
+ *   CS_ERR_STATE with CS_ERR_F_FATAL | CS_KAFKA_ERR_F_COMMIT_PENDING   stopped while the commit was pending:
+ *      the state stays COMMITTING (librdkafka refuses an abort then): destroy the producer and exit without
+ *      producing anything else. `o` may be NULL (defaults, never stops). *attempts (may be NULL) gets the
+ *      number of commit calls made.
+ */
+cs_err *cs_kafka_producer_commit_resume(cs_kafka_producer *p, const cs_kafka_commit_opts *o,
+                                        unsigned *attempts);
+
+/* True when `err` says a commit was still pending when the caller's stop flag was raised. */
+bool cs_kafka_producer_is_commit_pending(const cs_err *err);
+
 /*
  * Aborts the open (or failed) transaction, in states IN_TXN, ABORTABLE and ABORTING (not COMMITTING, see
  * commit). Bounded like commit: a retriable failure (CS_ERR_TIMEOUT when the bound ran out) leaves the
@@ -110,8 +157,10 @@ cs_err *cs_kafka_producer_commit(cs_kafka_producer *p);
 cs_err *cs_kafka_producer_abort(cs_kafka_producer *p);
 
 /*
- * Aborts an open transaction (bounded; refused by librdkafka while a commit is pending, in which case the
- * coordinator completes the commit or times the transaction out), flushes, and destroys the producer.
+ * Aborts an open transaction (bounded), flushes, and destroys the producer. With a commit pending (state
+ * COMMITTING) it does not try to abort (librdkafka refuses it, or would wait for the same unreachable
+ * broker): the coordinator completes the commit or times the transaction out, and the next instance's
+ * init_transactions aborts it at once.
  * NULL is allowed. Never fails: problems are logged.
  */
 void cs_kafka_producer_destroy(cs_kafka_producer *p);

@@ -35,6 +35,7 @@ struct cs_series {
     char **values;               /* fam->n_labels label values */
     _Atomic uint64_t bits;       /* counter/gauge value, or histogram sum, as double bits */
     _Atomic uint64_t *counts;    /* histogram: n_bounds + 1 per-bucket (not cumulative) counts */
+    bool hidden;                 /* removed (cs_metrics_series_remove): kept, not rendered; under the lock */
 };
 
 struct cs_metric {
@@ -52,6 +53,7 @@ struct cs_metric {
     void *collect_arg;
     struct cs_series *head, *tail;
     size_t n_series;
+    size_t n_hidden; /* series removed and not asked for again */
     struct cs_series **table;
     size_t table_size;
     bool warned; /* logged a refused series once already */
@@ -423,8 +425,17 @@ static struct cs_series *series_get(cs_metric *fam, const char *const *values, s
     uint64_t h = hash_values(values, n);
     if (fam->table) {
         for (s = fam->table[h & (fam->table_size - 1)]; s; s = s->hnext) {
-            if (s->hash == h && same_values(s, values, n))
+            if (s->hash == h && same_values(s, values, n)) {
+                if (s->hidden) {
+                    /* Asked for again: shown again from zero (updates through stale handles discarded). */
+                    s->hidden = false;
+                    fam->n_hidden--;
+                    atomic_store_explicit(&s->bits, dbl_bits(0.0), memory_order_relaxed);
+                    for (size_t i = 0; s->counts && i <= fam->n_bounds; i++)
+                        atomic_store_explicit(&s->counts[i], 0, memory_order_relaxed);
+                }
                 return s;
+            }
         }
     }
     if (fam->n_series >= fam->max_series) {
@@ -621,6 +632,34 @@ cs_histogram *cs_metrics_histogram_withv(cs_metric *fam, const char *const *valu
     return (cs_histogram *)series_with(fam, CS_METRIC_HISTOGRAM, values, n);
 }
 
+bool cs_metrics_series_removev(cs_metric *fam, const char *const *values, size_t n)
+{
+    bool found = false;
+    if (!fam || fam->collect || n != fam->n_labels || (n > 0 && !values))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!values[i])
+            return false;
+    uint64_t h = hash_values(values, n);
+    pthread_mutex_lock(&fam->reg->lock);
+    for (struct cs_series *s = fam->table ? fam->table[h & (fam->table_size - 1)] : NULL; s; s = s->hnext) {
+        if (s->hash != h || !same_values(s, values, n))
+            continue;
+        if (!s->hidden) {
+            /* The memory stays (cached handles remain valid); the value restarts at zero if it comes back. */
+            s->hidden = true;
+            fam->n_hidden++;
+            atomic_store_explicit(&s->bits, dbl_bits(0.0), memory_order_relaxed);
+            for (size_t i = 0; s->counts && i <= fam->n_bounds; i++)
+                atomic_store_explicit(&s->counts[i], 0, memory_order_relaxed);
+            found = true;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&fam->reg->lock);
+    return found;
+}
+
 /* ---- updates: the public handle types are views of struct cs_series ---- */
 
 void cs_metrics_counter_inc(cs_counter *c)
@@ -708,11 +747,11 @@ static bool render_family(cs_metric *fam, cs_buf *out)
         cs_buf_free(&samples);
         return ok;
     }
-    if (!fam->head) /* labelled family with no series yet: nothing to say */
+    if (!fam->head || fam->n_hidden == fam->n_series) /* no series (yet, or left): nothing to say */
         return true;
     bool ok = add_header(out, fam);
     for (const struct cs_series *s = fam->head; ok && s; s = s->next)
-        ok = add_series(out, fam, s);
+        ok = s->hidden || add_series(out, fam, s);
     return ok;
 }
 

@@ -26,6 +26,7 @@
 #ifndef CS_METRICS_H
 #define CS_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cs_buf.h"
@@ -116,6 +117,17 @@ cs_histogram *cs_metrics_histogram_withv(cs_metric *fam, const char *const *valu
 #define cs_metrics_counter_get(fam) cs_metrics_counter_withv((fam), NULL, 0)
 #define cs_metrics_gauge_get(fam) cs_metrics_gauge_withv((fam), NULL, 0)
 #define cs_metrics_histogram_get(fam) cs_metrics_histogram_withv((fam), NULL, 0)
+
+/*
+ * Removes a series from the page (e.g. the lag of a partition this instance no longer owns), so a scrape
+ * does not show a value that stopped being true. Its memory is kept, so handles cached earlier stay valid:
+ * updates through them are not rendered until a *_with call with the same label values shows the series
+ * again, starting from zero. Removed series still count towards max_series (re-showing one needs no room).
+ * Returns true when a shown series was removed; false when there was none (or it was removed already),
+ * the family is NULL or collected, or the label count is wrong. Takes the registry lock.
+ */
+bool cs_metrics_series_removev(cs_metric *fam, const char *const *values, size_t n);
+#define cs_metrics_series_remove(fam, ...) cs_metrics_series_removev((fam), CS_METRICS_ARGS_(__VA_ARGS__))
 
 /* Lock-free updates from any thread. NULL handles are ignored. Counters ignore negative or NaN amounts. */
 void cs_metrics_counter_inc(cs_counter *c);

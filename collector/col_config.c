@@ -75,7 +75,11 @@ static const cs_config_row col_rows[] = {
      .desc = "LDAP filter selecting the users to sync."},
     {.name = "ldap.group_dn",
      .type = CS_CONFIG_STRING,
-     .desc = "When set, only members of this group are in scope. Unset: every user the filter matches."},
+     .desc =
+         "When set, only direct members of this group (its member or uniqueMember values; nested groups "
+         "are not expanded) that match ldap.filter under ldap.base_dns are in scope. The group is watched: a "
+         "user added to it arrives with full state, a user removed from it gets an out_of_scope removal. "
+         "Unset: every user the filter matches."},
     {.name = "ldap.mode",
      .type = CS_CONFIG_ENUM,
      .def = "auto",
@@ -83,6 +87,12 @@ static const cs_config_row col_rows[] = {
      .desc =
          "Change tracking: dirsync (AD, needs Replicating Directory Changes), usn (AD uSNChanged polling), "
          "syncrepl (OpenLDAP RFC 4533), auto (pick from the server's capabilities)."},
+    {.name = "ldap.dirsync_object_security",
+     .type = CS_CONFIG_BOOL,
+     .def = "false",
+     .desc = "DirSync with the object-security flag (LDAP_DIRSYNC_OBJECT_SECURITY): no Replicating "
+             "Directory Changes right needed, but only objects and attributes the bind account can read are "
+             "tracked, and deletions only if it can read CN=Deleted Objects (checked at start)."},
     {.name = "ldap.poll_interval",
      .type = CS_CONFIG_DURATION,
      .def = "1s",
@@ -131,15 +141,98 @@ static const cs_config_row col_rows[] = {
      .allowed = election_values,
      .desc = "Active/passive election before Kafka is touched, so replicas with one source.id do not fence "
              "each other on every restart: none (fencing alone), lockfile (an exclusive lock on "
-             "election.lock_file on a shared volume), kubernetes-lease (not implemented yet: refused at "
-             "start)."},
+             "election.lock_file on a shared volume), kubernetes-lease (a coordination.k8s.io Lease, "
+             "election.kubernetes.*)."},
     {.name = "election.lock_file",
      .type = CS_CONFIG_STRING,
-     .desc = "With election.mode: lockfile, the file every replica locks (flock); it is created when "
+     .desc = "With election.mode: lockfile, the file every replica locks (fcntl); it is created when "
              "missing. It must be on a volume all replicas share (one node, or a file system with working "
-             "flock)."},
+             "POSIX locks)."},
+    {.name = "election.kubernetes.api_url",
+     .type = CS_CONFIG_STRING,
+     .check = cs_config_check_https_url,
+     .def_doc = "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
+     .desc = "Kubernetes API server for the Lease."},
+    {.name = "election.kubernetes.token_file",
+     .type = CS_CONFIG_STRING,
+     .def_doc = "/var/run/secrets/kubernetes.io/serviceaccount/token",
+     .desc = "Bearer token file; re-read for every request (projected tokens rotate)."},
+    {.name = "election.kubernetes.ca_file",
+     .type = CS_CONFIG_FILE,
+     .def_doc = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+     .desc = "PEM CA bundle that signed the API server's certificate."},
+    {.name = "election.kubernetes.namespace",
+     .type = CS_CONFIG_STRING,
+     .def_doc = "the pod's namespace (service account namespace file)",
+     .desc = "Namespace of the Lease."},
+    {.name = "election.kubernetes.lease_name",
+     .type = CS_CONFIG_STRING,
+     .def_doc = "certsync-collector-<source.id>",
+     .desc = "Name of the Lease every replica of this source competes for (the Role's resourceNames)."},
+    {.name = "election.kubernetes.identity",
+     .type = CS_CONFIG_STRING,
+     .def_doc = "$POD_NAME, else the host name",
+     .desc = "This replica's holderIdentity; unique per replica."},
+    {.name = "election.kubernetes.lease_duration",
+     .type = CS_CONFIG_DURATION,
+     .def = "15s",
+     .min = SEC(1),
+     .max = MIN(10),
+     .desc = "How long a standby waits after it last saw the Lease change before taking it (whole "
+             "seconds; client-go's LeaseDuration)."},
+    {.name = "election.kubernetes.renew_deadline",
+     .type = CS_CONFIG_DURATION,
+     .def = "10s",
+     .min = MS(100),
+     .max = MIN(10),
+     .desc = "The active replica stops producing and exits (code 6) when it could not renew for this long; "
+             "must be below lease_duration."},
+    {.name = "election.kubernetes.retry_period",
+     .type = CS_CONFIG_DURATION,
+     .def = "2s",
+     .min = MS(50),
+     .max = MIN(1),
+     .desc = "Interval of renewals (active) and polls (standby); must be below renew_deadline."},
     {.name = NULL},
 };
+
+/* election.kubernetes.*: the timing rule client-go enforces, checked at load so --check-config sees it. */
+static void col_election_finalize(cs_config *c)
+{
+    const char *k[] = {"election.kubernetes.lease_duration", "election.kubernetes.renew_deadline",
+                       "election.kubernetes.retry_period"};
+    bool lease = strcmp(cs_config_get_string(c, "election.mode"), "kubernetes-lease") == 0;
+    if (!lease) {
+        static const char *const all[] = {
+            "election.kubernetes.api_url",        "election.kubernetes.token_file",
+            "election.kubernetes.ca_file",        "election.kubernetes.namespace",
+            "election.kubernetes.lease_name",     "election.kubernetes.identity",
+            "election.kubernetes.lease_duration", "election.kubernetes.renew_deadline",
+            "election.kubernetes.retry_period"};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            if (cs_config_is_set(c, all[i]))
+                cs_config_add_warning(c, all[i], "%s is ignored: election.mode is not kubernetes-lease",
+                                      all[i]);
+        return;
+    }
+    for (size_t i = 0; i < 3; i++)
+        if (!cs_config_key_ok(c, k[i]))
+            return;
+    long long dur = cs_config_get_duration_ms(c, k[0]);
+    long long dl = cs_config_get_duration_ms(c, k[1]);
+    long long rp = cs_config_get_duration_ms(c, k[2]);
+    if (dur % 1000 != 0)
+        cs_config_add_error(
+            c, k[0], "%s: %lld ms is not whole seconds (a Lease holds leaseDurationSeconds); use e.g. 15s",
+            k[0], dur);
+    if (!(dur > dl && dl > rp))
+        cs_config_add_error(
+            c, k[1],
+            "election.kubernetes: need lease_duration (%lld ms) > renew_deadline (%lld ms) > "
+            "retry_period (%lld ms), so the active replica gives up before a standby may take "
+            "over; the defaults are 15s, 10s, 2s",
+            dur, dl, rp);
+}
 
 /* Cross-field rules: what a single row cannot say. */
 static void col_finalize(cs_config *c)
@@ -188,7 +281,14 @@ static void col_finalize(cs_config *c)
                               "the path can impersonate it");
     if (urls_ok && !ldaps && !starttls && cs_config_is_set(c, "ldap.tls.ca_file"))
         cs_config_add_warning(c, "ldap.tls.ca_file", "ldap.tls.ca_file is unused: the connection is not TLS");
+    if (cs_config_get_bool(c, "ldap.dirsync_object_security") && cs_config_key_ok(c, "ldap.mode") &&
+        (strcmp(cs_config_get_string(c, "ldap.mode"), "usn") == 0 ||
+         strcmp(cs_config_get_string(c, "ldap.mode"), "syncrepl") == 0))
+        cs_config_add_warning(c, "ldap.dirsync_object_security",
+                              "ldap.dirsync_object_security is ignored: ldap.mode is %s, not dirsync",
+                              cs_config_get_string(c, "ldap.mode"));
     cs_service_config_finalize_kafka(c, COL_CONFIG_TXN_ID_PREFIX, "source.id", "choose");
+    col_election_finalize(c);
 }
 
 static const cs_config_spec col_spec = {
@@ -230,6 +330,7 @@ cs_err *col_config_load(const char *path, col_config **out)
     cfg->ldap_filter = cs_config_get_string(raw, "ldap.filter");
     cfg->ldap_group_dn = cs_config_get_string(raw, "ldap.group_dn");
     cfg->ldap_mode = (col_ldap_mode)cs_config_get_enum_index(raw, "ldap.mode");
+    cfg->ldap_dirsync_object_security = cs_config_get_bool(raw, "ldap.dirsync_object_security");
     cfg->ldap_poll_interval_ms = cs_config_get_duration_ms(raw, "ldap.poll_interval");
     cfg->ldap_page_size = (int)cs_config_get_int(raw, "ldap.page_size");
     cfg->ldap_timeout_ms = cs_config_get_duration_ms(raw, "ldap.timeout");

@@ -56,6 +56,7 @@ typedef struct col_config {
     const char *ldap_filter;   /* NULL: per directory, see col_config_filter() */
     const char *ldap_group_dn; /* NULL: everyone under the base DNs */
     col_ldap_mode ldap_mode;
+    bool ldap_dirsync_object_security; /* DirSync flag 0x1: no Replicating Directory Changes needed */
     long long ldap_poll_interval_ms;
     int ldap_page_size;
     long long ldap_timeout_ms;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "col_control.h"
 #include "col_scope.h"
 #include "cs_log.h"
 
@@ -86,6 +87,10 @@ cs_err *col_dirsync_new(col_ldap *c, const char *nc_root, const char *filter, in
 /*
  * With the object-security flag DirSync returns only what the account may read: if it cannot read
  * CN=Deleted Objects, deletions never arrive. Say so at start (design.md, "DirSync facts").
+ * "Readable" means its objectGUID comes back: Samba returns the entry of a base search to any
+ * authenticated user but strips the attributes it may not read, and then DirSync with the flag does not
+ * return tombstones either (checked against Samba 4.17, tests/collector/col_dirsync_perms.sh). Windows
+ * refuses the search instead; both are the unreadable case.
  */
 static void check_deleted_objects(col_ldap *c, const char *nc_root)
 {
@@ -96,6 +101,7 @@ static void check_deleted_objects(col_ldap *c, const char *nc_root)
     long long ms = col_ldap_timeout_ms(c);
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     char base[600];
+    bool readable = false;
     int rc;
 
     snprintf(base, sizeof base, "<WKGUID=%s,%.500s>", DELETED_OBJECTS_WKGUID, nc_root);
@@ -105,19 +111,33 @@ static void check_deleted_objects(col_ldap *c, const char *nc_root)
         rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_BASE, "(objectClass=*)", col_ldap_attrs(attrs), 0, sctrls,
                                NULL, &tv, 1, &res);
     }
-    if (rc != LDAP_SUCCESS || ldap_count_entries(ld, res) < 1) {
-        cs_err *err =
-            col_ldap_error(c, "reading CN=Deleted Objects", rc != LDAP_SUCCESS ? rc : LDAP_NO_SUCH_OBJECT);
-        cs_log_kv(
-            CS_LOG_ERROR, FAC,
-            "DirSync with the object-security flag: the bind account cannot read CN=Deleted Objects, so "
-            "deleted users will NOT be seen (only the next full resync removes them); grant it List "
-            "Contents and Read Property on CN=Deleted Objects (dsacls /takeownership, then /G), or the "
-            "Replicating Directory Changes right and no object-security flag",
-            "naming_context", nc_root, "error", cs_err_message(err), NULL);
+    if (rc == LDAP_SUCCESS) {
+        LDAPMessage *e = ldap_first_entry(ld, res);
+        struct berval **guid = e != NULL ? ldap_get_values_len(ld, e, "objectGUID") : NULL;
+        readable = guid != NULL && guid[0] != NULL;
+        ldap_value_free_len(guid);
+    }
+    if (!readable) {
+        cs_err *err = rc != LDAP_SUCCESS ? col_ldap_error(c, "reading CN=Deleted Objects", rc) : NULL;
+        char msg[1600];
+        snprintf(msg, sizeof msg,
+                 "ldap.dirsync_object_security: the bind account cannot read CN=Deleted Objects, so "
+                 "deletions are invisible: a deleted user is NOT removed from Office 365 until the next "
+                 "full resync. Fix: grant the account List Contents and Read Property on CN=Deleted "
+                 "Objects (Windows: dsacls \"CN=Deleted Objects,%.500s\" /takeownership, then "
+                 "dsacls \"CN=Deleted Objects,%.500s\" /G \"<DOMAIN>\\<account>:LCRP\"; Samba: "
+                 "add (A;;RPLC;;;<account SID>) to its nTSecurityDescriptor with ldbmodify --show-deleted "
+                 "on sam.ldb), or grant Replicating Directory Changes and set "
+                 "ldap.dirsync_object_security: false",
+                 nc_root, nc_root);
+        cs_log_kv(CS_LOG_WARN, FAC, msg, "naming_context", nc_root, "error",
+                  err != NULL ? cs_err_message(err) : "the entry came back without objectGUID (not readable)",
+                  NULL);
         cs_err_free(err);
     } else {
-        cs_log_kv(CS_LOG_INFO, FAC, "DirSync with the object-security flag: CN=Deleted Objects is readable",
+        cs_log_kv(CS_LOG_INFO, FAC,
+                  "DirSync with the object-security flag: CN=Deleted Objects is readable (deletions are "
+                  "seen); only objects and attributes the account can read are tracked",
                   "naming_context", nc_root, NULL);
     }
     ldap_msgfree(res);
@@ -218,6 +238,42 @@ cleanup:
     return err;
 }
 
+/*
+ * The server refused DirSync without the object-security flag: the account lacks "Replicating Directory
+ * Changes" on the naming context (Samba and Windows both answer insufficientAccessRights). Not retriable:
+ * a restart does not grant the right. The message names the right, where it is granted, and the fixes.
+ */
+static cs_err *refused(const col_dirsync *d)
+{
+    LDAP *ld = col_ldap_handle(d->c);
+    const char *who = col_ldap_bind_dn(d->c), *trustee;
+    char *diag = NULL;
+    cs_err *err;
+
+    ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
+    if (who == NULL)
+        who = "(anonymous or SASL)";
+    /* samba-tool needs a DN; ldap.bind_dn may be user@domain. */
+    trustee = strchr(who, '=') != NULL ? who : "<the account's DN>";
+    err = cs_err_new(
+        CS_ERR_CONFIG, 0,
+        "%s: DirSync of %s refused: %s (%d)%s%s. The bind account %s lacks the \"Replicating Directory "
+        "Changes\" right (DS-Replication-Get-Changes, 1131f6aa-9c07-11d1-f79f-00c04fc2dcd2) on the naming "
+        "context %s. Fix, either: (1) grant it on the naming context: Windows: Active Directory Users and "
+        "Computers, right-click the domain, Delegate Control, add the account, \"Create a custom task\", "
+        "\"This folder\", permission \"Replicating Directory Changes\" (or: dsacls \"%s\" /G "
+        "\"<DOMAIN>\\<account>:CA;Replicating Directory Changes\"); Samba: samba-tool dsacl set "
+        "-H ldap://<dc> -U Administrator --objectdn=\"%s\" --trusteedn=\"%s\" "
+        "--car=get-changes --action=allow; or (2) set ldap.dirsync_object_security: true: no special right, "
+        "but DirSync then returns only objects and attributes the account can read, and deletions only if "
+        "it can read CN=Deleted Objects",
+        col_ldap_url(d->c), d->nc_root, ldap_err2string(LDAP_INSUFFICIENT_ACCESS), LDAP_INSUFFICIENT_ACCESS,
+        diag != NULL && diag[0] != '\0' ? ": " : "", diag != NULL ? diag : "", who, d->nc_root, d->nc_root,
+        d->nc_root, trustee);
+    ldap_memfree(diag);
+    return err;
+}
+
 /* DirSync rounds while "more"; cb == NULL: only advance the cookie. */
 static cs_err *run(col_dirsync *d, const char *const *bases, size_t n_bases, col_change_cb cb, void *ctx,
                    size_t *n)
@@ -233,7 +289,7 @@ static cs_err *run(col_dirsync *d, const char *const *bases, size_t n_bases, col
         LDAPMessage *res = NULL, *e;
         struct berval cookie = {d->cookie_len, (char *)d->cookie}, next = {0, NULL};
         struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-        int rc, result = LDAP_SUCCESS, more = 0, zero = LDAP_SUCCESS;
+        int rc, result = LDAP_SUCCESS, more = 0;
 
         /* ber_printf drops a NULL cookie berval ("O"): d->cookie is never NULL, an empty one is sent. */
         rc = ldap_create_dirsync_control(ld, d->flags, DIRSYNC_MAX_BYTES, &cookie, &ctrl);
@@ -245,6 +301,11 @@ static cs_err *run(col_dirsync *d, const char *const *bases, size_t n_bases, col
         rc = ldap_search_ext_s(ld, d->nc_root, LDAP_SCOPE_SUBTREE, d->filter, col_ldap_attrs(dirsync_attrs),
                                0, sctrls, NULL, &tv, LDAP_NO_LIMIT, &res);
         ldap_control_free(ctrl);
+        if (rc == LDAP_INSUFFICIENT_ACCESS && (d->flags & LDAP_CONTROL_X_DIRSYNC_OBJECT_SECURITY) == 0) {
+            err = refused(d);
+            ldap_msgfree(res);
+            break;
+        }
         if (rc != LDAP_SUCCESS) {
             char op[600];
             snprintf(op, sizeof op, "DirSync search of %.250s with %.250s", d->nc_root, d->filter);
@@ -273,17 +334,10 @@ static cs_err *run(col_dirsync *d, const char *const *bases, size_t n_bases, col
         if (err == NULL && (resp = ldap_control_find(LDAP_CONTROL_X_DIRSYNC, rctrls, NULL)) == NULL)
             err = cs_err_new(CS_ERR_LDAP, 0, "%s: the server sent no DirSync response control",
                              col_ldap_url(d->c));
-        if (err == NULL) {
-            /* libldap 2.5 returns ld_errno from the parse, which may hold an older code: clear it. */
-            ldap_set_option(ld, LDAP_OPT_RESULT_CODE, &zero);
-            rc = ldap_parse_dirsync_control(ld, resp, &more, &next);
-            if (rc != LDAP_SUCCESS)
-                err = col_ldap_error(d->c, "parsing the DirSync response", rc);
-        }
+        if (err == NULL)
+            err = cs_err_wrap(col_control_parse_dirsync(ld, resp, COL_DIRSYNC_MAX_COOKIE, &more, &next), "%s",
+                              col_ldap_url(d->c));
         ldap_controls_free(rctrls);
-        if (err == NULL && next.bv_len > COL_DIRSYNC_MAX_COOKIE)
-            err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: DirSync cookie of %lu bytes is over the limit",
-                             col_ldap_url(d->c), (unsigned long)next.bv_len);
         if (err == NULL) {
             unsigned char *p = malloc(next.bv_len + 1);
             if (p == NULL) {

@@ -112,6 +112,7 @@ cs_err *col_ldap_error(const col_ldap *c, const char *operation, int rc)
         hint = "; TLS could not be set up: check ldap.tls.ca_file and the server's TLS configuration";
     } else if (rc == LDAP_INVALID_CREDENTIALS) {
         hint = "; check ldap.bind_dn and the contents of ldap.password_file";
+        flags |= COL_LDAP_ERR_F_BAD_CREDENTIALS;
     } else if (rc == LDAP_STRONG_AUTH_REQUIRED || rc == LDAP_CONFIDENTIALITY_REQUIRED) {
         hint = "; the server requires an encrypted connection: use ldaps:// or set ldap.starttls: true";
     } else if (rc == LDAP_INSUFFICIENT_ACCESS) {
@@ -362,6 +363,11 @@ static cs_err *connect_error(col_ldap *c, const char *operation, int rc)
 
 cs_err *col_ldap_connect(const col_config *cfg, col_ldap **out)
 {
+    return col_ldap_connect_as(cfg, cfg->ldap_password, out);
+}
+
+cs_err *col_ldap_connect_as(const col_config *cfg, const char *password, col_ldap **out)
+{
     col_ldap *c = NULL;
     cs_err *err = NULL;
     int rc, version = LDAP_VERSION3;
@@ -374,7 +380,7 @@ cs_err *col_ldap_connect(const col_config *cfg, col_ldap **out)
                           "ldap.password_file) over ldaps:// or StartTLS");
     /* Enforced here too, not only by the config loader: a col_config built any other way (tests, future
      * callers) must not send a password in clear text either. Checked before any packet is sent. */
-    if (cfg->ldap_password != NULL && strncasecmp(cfg->ldap_url, "ldaps://", 8) != 0 && !cfg->ldap_starttls &&
+    if (password != NULL && strncasecmp(cfg->ldap_url, "ldaps://", 8) != 0 && !cfg->ldap_starttls &&
         !cfg->ldap_allow_plaintext_bind)
         return cs_err_new(CS_ERR_CONFIG, CS_ERR_F_FATAL,
                           "%s: refusing a simple bind without TLS: it would send the password in clear text; "
@@ -436,10 +442,10 @@ cs_err *col_ldap_connect(const col_config *cfg, col_ldap **out)
     }
     {
         struct berval cred = {0, NULL};
-        if (cfg->ldap_password != NULL) {
+        if (password != NULL) {
             /* ldap_sasl_bind_s takes a non-const berval; it only reads the password. */
-            cred.bv_val = (char *)(uintptr_t)cfg->ldap_password;
-            cred.bv_len = strlen(cfg->ldap_password);
+            cred.bv_val = (char *)(uintptr_t)password;
+            cred.bv_len = strlen(password);
         }
         rc = ldap_sasl_bind_s(c->ld, cfg->ldap_bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
         if (rc != LDAP_SUCCESS) {
@@ -490,6 +496,11 @@ const char *col_ldap_url(const col_ldap *c)
 const char *col_ldap_server(const col_ldap *c)
 {
     return c->server;
+}
+
+const char *col_ldap_bind_dn(const col_ldap *c)
+{
+    return c->cfg != NULL ? c->cfg->ldap_bind_dn : NULL;
 }
 
 long long col_ldap_timeout_ms(const col_ldap *c)

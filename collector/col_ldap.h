@@ -30,6 +30,10 @@
 #define COL_OID_PAGED_RESULTS "1.2.840.113556.1.4.319"
 #define COL_OID_SHOW_DELETED "1.2.840.113556.1.4.417"
 
+/* cs_err flag of a bind refused with invalidCredentials (49): the password (or the DN) is wrong, e.g. the
+ * directory's password was rotated and ldap.password_file not yet (or the reverse). */
+#define COL_LDAP_ERR_F_BAD_CREDENTIALS 0x10000 /* above the common and Kafka flags */
+
 /* What kind of directory answered. */
 typedef enum col_dir_kind {
     COL_DIR_OTHER = 0, /* an LDAP server that is neither AD nor OpenLDAP */
@@ -55,6 +59,12 @@ const char *col_ldap_mode_name(col_ldap_mode mode);
  */
 cs_err *col_ldap_connect(const col_config *cfg, col_ldap **out);
 
+/*
+ * col_ldap_connect() with `password` instead of cfg->ldap_password (NULL: anonymous), for a password
+ * re-read after a rotation (cs_secret.h). The password is only used for the bind, never kept or logged.
+ */
+cs_err *col_ldap_connect_as(const col_config *cfg, const char *password, col_ldap **out);
+
 /* Unbinds and frees; NULL is allowed. */
 void col_ldap_free(col_ldap *c);
 
@@ -64,6 +74,9 @@ LDAP *col_ldap_handle(const col_ldap *c);
 /* The configured URL and the server as "host:port" (for events' source.server). Owned by c. */
 const char *col_ldap_url(const col_ldap *c);
 const char *col_ldap_server(const col_ldap *c);
+
+/* ldap.bind_dn as configured (a DN or user@domain), or NULL for anonymous / SASL. Owned by the config. */
+const char *col_ldap_bind_dn(const col_ldap *c);
 
 /* The operation timeout from ldap.timeout, in milliseconds. */
 long long col_ldap_timeout_ms(const col_ldap *c);

@@ -11,6 +11,7 @@
 
 #include "col_config.h"
 #include "col_service.h"
+#include "cs_secret.h"
 #include "cs_cli.h"
 #include "cs_log.h"
 
@@ -40,9 +41,20 @@ static void collector_help(void)
         "                        without KEY, all of them) into the events topic, then exit\n\n"
         "Exit codes:\n"
         "  0  stopped by SIGTERM/SIGINT (open batch committed), --once done, --release-held done\n"
-        "  2  configuration, directory or Kafka error\n"
-        "  3  fenced: a newer collector with the same source.id took over (do not restart in a loop)\n\n"
-        "Replicas: with election.mode: lockfile a replica that loses the election waits as a standby\n"
+        "  2  configuration, directory or Kafka error, or a missing directory right (DirSync without\n"
+        "     Replicating Directory Changes: the message names the fix)\n"
+        "  3  fenced: a newer collector with the same source.id took over (do not restart in a loop)\n"
+        "  4  stopped while a Kafka commit was pending (Kafka unavailable): nothing new committed, nothing\n"
+        "     lost; the next start resumes from the committed checkpoint\n"
+        "  5  a Kafka credential file (kafka.*_file) changed: the open batch is committed; librdkafka "
+        "cannot\n"
+        "     change a credential on a live client, so restart to use it (Kubernetes does)\n"
+        "  6  lease lost: the Kubernetes election lease could not be renewed for renew_deadline; the open\n"
+        "     transaction was aborted; restart (Kubernetes does) to come back as a standby\n\n"
+        "Secrets: ldap.password_file and kafka.*_file are compared every few seconds and on SIGHUP; a new\n"
+        "LDAP password is used at once (the collector reconnects and resumes from its position).\n"
+        "Replicas: with election.mode: lockfile or kubernetes-lease a replica that loses the election\n"
+        "waits as a standby "
         "(live, not ready, Kafka untouched) and takes over when the active one dies; --release-held\n"
         "does not take part in the election.\n");
 }
@@ -107,7 +119,8 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN); /* a closed socket is an error value, not a dead process */
+    cs_secret_install_sighup(); /* SIGHUP: compare the secret files now (cs_secret.h) */
+    signal(SIGPIPE, SIG_IGN);   /* a closed socket is an error value, not a dead process */
 
     cs_log_kv(CS_LOG_INFO, "main", "starting", "version", CS_PROGRAM_VERSION, "config", args.config_path,
               "source_id", cfg->source_id, NULL);

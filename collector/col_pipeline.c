@@ -24,6 +24,8 @@
 #define MAX_TXN_ROUNDS 5
 #define RETRY_BACKOFF_MS 100
 #define MAX_RETRY_BACKOFF_MS 2000
+/* Bound of the topic metadata lookup at open (cs_kafka_producer_warm); missing it only costs latency. */
+#define WARM_TIMEOUT_MS 5000
 
 enum { TOPIC_EVENTS = 0, TOPIC_HELD, TOPIC_CHECKPOINT };
 
@@ -86,7 +88,8 @@ struct col_pipeline {
 
     /* metrics (NULL without a registry) */
     cs_counter *m_produced, *m_held, *m_released, *m_dups, *m_stale, *m_committed, *m_aborted, *m_trips;
-    cs_gauge *m_held_now, *m_fenced;
+    cs_counter *m_commit_retries;
+    cs_gauge *m_held_now, *m_fenced, *m_commit_pending;
 };
 
 static long long now_ms(void)
@@ -159,6 +162,8 @@ static cs_err *setup_metrics(col_pipeline *p)
         {"certsync_collector_transactions_aborted_total", "Kafka transactions aborted.", &p->m_aborted},
         {"certsync_collector_mass_removal_guard_trips_total", "Times the mass-removal guard started holding.",
          &p->m_trips},
+        {"certsync_collector_commit_retries_total", "Commit attempts resumed because Kafka did not answer.",
+         &p->m_commit_retries},
     };
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
         cs_metric *fam = NULL;
@@ -191,6 +196,16 @@ static cs_err *setup_metrics(col_pipeline *p)
     if (err)
         return err;
     p->m_fenced = cs_metrics_gauge_withv(fam, vals, 1);
+    err =
+        cs_metrics_register(reg,
+                            &(cs_metric_def){.type = CS_METRIC_GAUGE,
+                                             .name = "certsync_collector_commit_pending",
+                                             .help = "1 while a Kafka commit is pending (Kafka unavailable).",
+                                             .labels = labels},
+                            &fam);
+    if (err)
+        return err;
+    p->m_commit_pending = cs_metrics_gauge_withv(fam, vals, 1);
     return NULL;
 }
 
@@ -462,6 +477,10 @@ cs_err *col_pipeline_open(const col_pipeline_opts *opts, rd_kafka_conf_t *conf, 
     if (err)
         goto cleanup;
     if ((err = merge_held_into_index(p)))
+        goto cleanup;
+    /* Without this the first transaction waits up to a second for librdkafka to look up its topics. */
+    const char *topics[] = {p->topic_events, p->topic_checkpoint, p->topic_held};
+    if ((err = cs_kafka_producer_warm(p->prod, topics, sizeof(topics) / sizeof(topics[0]), WARM_TIMEOUT_MS)))
         goto cleanup;
     cs_metrics_gauge_set(p->m_held_now, (double)p->n_held);
     cs_log(CS_LOG_INFO, FACILITY,
@@ -808,6 +827,21 @@ static cs_err *do_abort(col_pipeline *p)
     }
 }
 
+static bool commit_should_stop(void *arg)
+{
+    const col_pipeline *p = arg;
+    return p->o.stop_flag && *p->o.stop_flag != 0;
+}
+
+static void commit_on_pending(void *arg, bool pending, const cs_err *why)
+{
+    col_pipeline *p = arg;
+    (void)why; /* the producer logged it */
+    cs_metrics_gauge_set(p->m_commit_pending, pending ? 1 : 0);
+    if (p->o.on_commit_pending)
+        p->o.on_commit_pending(p->o.pending_arg, pending);
+}
+
 /* One round: begin, produce the plan, commit. */
 static cs_err *txn_round(col_pipeline *p)
 {
@@ -835,15 +869,26 @@ static cs_err *txn_round(col_pipeline *p)
         }
     }
     hook(p, "before_commit");
-    for (int attempt = 1;; attempt++) {
-        err = cs_kafka_producer_commit(p->prod);
-        if (!err)
-            return NULL;
-        if (is_final(p, err) || !cs_err_is_retriable(err) || attempt >= MAX_CALL_RETRIES)
-            return err;
-        cs_err_free(err);
-        sleep_ms(backoff(attempt));
+    /* A pending commit is resumed, never abandoned for an abort, until it completes or we are told to stop. */
+    cs_kafka_commit_opts co = {.call_timeout_ms = p->o.commit_call_timeout_ms,
+                               .should_stop = commit_should_stop,
+                               .on_pending = commit_on_pending,
+                               .arg = p};
+    unsigned attempts = 0;
+    err = cs_kafka_producer_commit_resume(p->prod, &co, &attempts);
+    if (attempts > 1) {
+        p->st.commit_retries += attempts - 1;
+        cs_metrics_counter_add(p->m_commit_retries, (double)(attempts - 1));
     }
+    if (err && cs_kafka_producer_is_commit_pending(err))
+        cs_log_kv(
+            CS_LOG_WARN, FACILITY,
+            "stop requested while Kafka did not answer the commit: exiting without committing; the next "
+            "start resumes from the committed checkpoint",
+            "source", p->source_id, "transactional_id", p->txn_id, NULL);
+    if (err)
+        is_final(p, err);
+    return err;
 }
 
 /* Applies a committed plan to the in-memory state. */
@@ -1141,6 +1186,27 @@ cs_err *col_pipeline_last_version(const col_pipeline *p, const char *object_id, 
     if ((err = cs_event_key(p->source_id, object_id, &key)))
         return err;
     if (col_index_lookup(p->idx, key, &e) && !e.removed) {
+        *out = certsync__v1__version__unpack(NULL, e.version_len, e.version);
+        if (*out == NULL)
+            err = cs_err_new(CS_ERR_INTERNAL, 0, "index entry %s: version does not unpack", key);
+    }
+    free(key);
+    return err;
+}
+
+cs_err *col_pipeline_lookup_version(const col_pipeline *p, const char *object_id, Certsync__V1__Version **out,
+                                    bool *removed)
+{
+    char *key = NULL;
+    col_index_entry e;
+    cs_err *err = NULL;
+
+    *out = NULL;
+    *removed = false;
+    if ((err = cs_event_key(p->source_id, object_id, &key)))
+        return err;
+    if (col_index_lookup(p->idx, key, &e)) {
+        *removed = e.removed;
         *out = certsync__v1__version__unpack(NULL, e.version_len, e.version);
         if (*out == NULL)
             err = cs_err_new(CS_ERR_INTERNAL, 0, "index entry %s: version does not unpack", key);

@@ -12,8 +12,10 @@
  *         a failure that requires an abort aborts and produces the same records again.
  *   close: commit what is pending (the SIGTERM path) or drop it; then destroy.
  *
- * Errors from the producer: retriable -> the same call again (bounded); requires abort -> abort, redo the
- * batch (bounded); fatal or fenced -> the pipeline is dead: every later call fails, and a fenced instance
+ * Errors from the producer: retriable -> the same call again (bounded); a commit that times out or fails
+ * retriably is resumed (never aborted: librdkafka refuses that) until it completes or opts.stop_flag is set,
+ * which kills the pipeline with a "commit pending" error and commits nothing more; requires abort -> abort,
+ * redo the batch (bounded); fatal or fenced -> the pipeline is dead: every later call fails, and a fenced instance
  * never commits again (col_pipeline_is_fenced() tells the service to exit quietly).
  *
  * Mass-removal guard (design.md): an event that removes a known object or empties its certificates is
@@ -32,6 +34,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <signal.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -66,6 +70,15 @@ typedef struct col_pipeline_opts {
     cs_metrics *metrics;          /* may be NULL; families are registered once per registry */
     col_pipeline_hook_fn hook;    /* tests only */
     void *hook_arg;
+    /* A commit that Kafka does not answer is resumed (bounded attempts of commit_call_timeout_ms) until it
+     * completes or this flag becomes non-zero; then the pipeline is dead with an error that
+     * cs_kafka_producer_is_commit_pending() recognises. NULL: resumed until it completes or fails. */
+    volatile sig_atomic_t *stop_flag;
+    int commit_call_timeout_ms; /* one commit attempt; 0: CS_KAFKA_COMMIT_CALL_TIMEOUT_MS_DEFAULT */
+    /* Called with true when a commit becomes pending (Kafka unavailable) and false when it no longer is,
+     * from the thread that drives the pipeline (readiness). May be NULL. */
+    void (*on_commit_pending)(void *arg, bool pending);
+    void *pending_arg;
 } col_pipeline_opts;
 
 /* Counters for tests and logs (the metrics carry the same numbers). */
@@ -79,7 +92,8 @@ typedef struct col_pipeline_stats {
     uint64_t diverged;           /* index verdict diverged (emitted) */
     uint64_t txn_committed;
     uint64_t txn_aborted;
-    uint64_t guard_trips; /* times the guard started holding in a window */
+    uint64_t guard_trips;    /* times the guard started holding in a window */
+    uint64_t commit_retries; /* commit attempts that had to be resumed (Kafka slow or unavailable) */
     bool fenced;
 } col_pipeline_stats;
 
@@ -138,6 +152,14 @@ cs_err *col_pipeline_sweep_end(col_pipeline *p, const Certsync__V1__Source *sour
  * certsync__v1__version__free_unpacked(*out, NULL).
  */
 cs_err *col_pipeline_last_version(const col_pipeline *p, const char *object_id, Certsync__V1__Version **out);
+
+/*
+ * Like col_pipeline_last_version(), but also for a removed object: *removed says whether the last state is a
+ * removal. Used to order a re-entry into scope after a removal (col_service: the lifecycle stamp).
+ * *out is NULL when the object is unknown. Caller frees *out with certsync__v1__version__free_unpacked().
+ */
+cs_err *col_pipeline_lookup_version(const col_pipeline *p, const char *object_id, Certsync__V1__Version **out,
+                                    bool *removed);
 
 /* Marks `object_id` present in the open sweep (syncrepl present notices carry only an id). No-op without
  * an open sweep. */

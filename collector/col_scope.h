@@ -2,15 +2,13 @@
  * col_scope: the search filters that express the configured scope (ldap.filter, ldap.group_dn) to the
  * directory, for every reader.
  *
- *   - Group membership (ldap.group_dn) is a `memberOf` equality match ANDed to the filter: direct members
- *     only (nested groups are not expanded). AD and Samba keep memberOf as the back link of the group's
- *     `member`. OpenLDAP has memberOf only with the memberof overlay: col_scope_check() reads the
- *     subschema and refuses the config when memberOf is not defined (a filter on an undefined attribute
- *     would silently match nobody).
- *     Not covered here (documented gap): a membership change is written to the GROUP's `member`; AD does
- *     not bump the user's uSNChanged and DirSync reports it on the group. Until the readers also watch the
- *     group object and turn added / removed `member` values into upserts / removals, a user who joins or
- *     leaves the group is seen at the user's next own change or at the next full resync (sweep).
+ *   - Group membership (ldap.group_dn), direct members only (nested groups are not expanded). On AD the
+ *     server filter is a `memberOf` equality match ANDed to the filter (memberOf is the back link of the
+ *     group's `member`), which narrows snapshots and DirSync / uSNChanged to members. OpenLDAP has memberOf
+ *     only with the memberof overlay, so there the server filter is ldap.filter alone and the collector
+ *     keeps members only (col_group_is_member). On every server the group itself is watched (col_group):
+ *     a membership change is written to the GROUP's `member`, the user's own stamps do not move, so the
+ *     service turns joined / left members into upserts / OUT_OF_SCOPE removals (col_service.c).
  *   - Tombstones: AD strips objectCategory (and most attributes) from a deleted object, so the default
  *     filter (&(objectCategory=person)(objectClass=user)) never matches a tombstone and DirSync /
  *     uSNChanged would miss every deletion (checked against Samba: a tombstone keeps objectClass,
@@ -43,9 +41,8 @@ cs_err *col_scope_filter(const char *filter, const char *group_dn, char **out);
 cs_err *col_scope_tracking_filter(const char *filter, char **out);
 
 /*
- * Checks that the server can evaluate the scope: with ldap.group_dn set on OpenLDAP (or another non-AD
- * server), memberOf must be in the subschema (the memberof overlay), else a CS_ERR_CONFIG that says so.
- * Also checks that every base DN lies in one of the server's naming contexts.
+ * Checks that the server can evaluate the scope: every base DN lies in one of the server's naming
+ * contexts. (The group is checked when col_group first reads it.)
  */
 cs_err *col_scope_check(col_ldap *c, const col_config *cfg);
 

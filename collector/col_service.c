@@ -14,6 +14,7 @@
 #include "col_dirsync.h"
 #include "col_election.h"
 #include "col_event_build.h"
+#include "col_group.h"
 #include "col_ldap.h"
 #include "col_pipeline.h"
 #include "col_scope.h"
@@ -25,6 +26,7 @@
 #include "cs_kafka_producer.h"
 #include "cs_log.h"
 #include "cs_metrics.h"
+#include "cs_secret.h"
 
 #ifndef CS_PROGRAM_VERSION
 #define CS_PROGRAM_VERSION "unknown"
@@ -33,6 +35,10 @@
 #define FACILITY "service"
 /* entryCSN: YYYYmmddHHMMSS.ffffffZ#cccccc#sid#mod (40 bytes); room for what gcc deems possible. */
 #define CSN_LEN 160
+
+/* Tags of the watched secret files (cs_secret.h): what a rotation renews. */
+#define SECRET_LDAP 0x1u  /* ldap.password_file: the next bind; the service reconnects at once */
+#define SECRET_KAFKA 0x2u /* kafka.*_file: librdkafka cannot take it live: clean exit for a restart */
 
 /* Why a tracking step stopped: decides what the loop does next. */
 typedef enum stop_cause {
@@ -56,7 +62,15 @@ typedef struct svc {
     col_dirsync *ds;
     col_usn *usn;
     col_election *elect;
+    cs_secret_watch *secrets;
+    bool rebind_due;    /* ldap.password_file changed: reconnect with the new password */
+    bool kafka_rotated; /* a Kafka credential file changed: stop cleanly and exit for a restart */
+    bool ever_bound;    /* a bind succeeded since start: a later invalidCredentials may be a rotation */
     char scope_sha[CS_SHA256_HEX_LEN];
+    /* ldap.group_dn: the watched member set (NULL without a group; rebuilt on every connect, so a change
+       whose events were aborted shows as a scope hash that differs from the committed one). */
+    col_group *group;
+    int64_t group_due_ms; /* next read of the group's change stamp */
 
     /* The position last handed to the pipeline (a syncrepl or DirSync cookie, or an encoded
        col_usn_position). */
@@ -74,6 +88,7 @@ typedef struct svc {
     bool kafka_failed; /* the last error came from the pipeline, not the directory */
     bool interrupted;  /* the stop flag cut a snapshot short */
     atomic_bool live, ready;
+    atomic_bool commit_pending; /* a Kafka commit is being resumed (not ready meanwhile) */
 
     cs_counter *m_reconnects;
     cs_counter *m_upserts, *m_removals;
@@ -94,7 +109,35 @@ static int64_t now_ms(void)
 
 static bool stopping(const svc *s)
 {
-    return *s->o->stop_flag != 0;
+    /* A lost election lease stops production like a signal, but exits COL_SERVICE_EXIT_LEASE_LOST. */
+    return *s->o->stop_flag != 0 || s->kafka_rotated || col_election_lost(s->elect);
+}
+
+/*
+ * Compares the secret files (every CS_SECRET_POLL_MS, at once after SIGHUP). A new LDAP password ends the
+ * tracking step with a retriable error so the loop commits, reconnects and resumes from its position with
+ * the new bind at once: a wrong new password shows now, not at the next outage. A new Kafka credential
+ * stops the service cleanly: librdkafka cannot change sasl.password on a live client, and a new
+ * transactional producer inside the same process would need the whole pipeline rebuilt; a restart
+ * resumes from the committed checkpoint, the tested exactly-once path.
+ */
+static cs_err *watch_secrets(svc *s)
+{
+    unsigned changed = cs_secret_watch_poll(s->secrets, false);
+    if ((changed & SECRET_KAFKA) && !s->kafka_rotated) {
+        s->kafka_rotated = true;
+        cs_log(CS_LOG_WARN, FACILITY,
+               "a Kafka credential file changed: librdkafka cannot change a credential on a live client, so "
+               "the collector commits the open batch and exits with code %d for Kubernetes to restart it "
+               "with the new credential",
+               COL_SERVICE_EXIT_RESTART);
+    }
+    if ((changed & SECRET_LDAP) && s->ldap != NULL) {
+        s->rebind_due = true;
+        return cs_err_new(CS_ERR_LDAP, CS_ERR_F_RETRIABLE,
+                          "ldap.password_file changed: reconnecting with the new password");
+    }
+    return NULL;
 }
 
 /* Waits up to `ms`, in slices so the stop flag is seen within 100 ms, keeping the batch timer served. */
@@ -133,9 +176,20 @@ static cs_err *check_live(void *arg)
 static cs_err *check_ready(void *arg)
 {
     svc *s = arg;
+    if (atomic_load(&s->commit_pending))
+        return cs_err_new(CS_ERR_STATE, 0, "a Kafka commit is pending: Kafka does not answer");
     return atomic_load(&s->ready)
                ? NULL
                : cs_err_new(CS_ERR_STATE, 0, "checkpoint not loaded or tracking not running");
+}
+
+/* certsync_collector_ready, computed at scrape time from the same checks as /readyz. */
+static void collect_ready(void *arg, cs_metrics_sink *sink)
+{
+    svc *s = arg;
+    const char *const values[] = {s->cfg->source_id};
+    bool ready = !atomic_load(&s->commit_pending) && atomic_load(&s->ready);
+    cs_metrics_sink_add(sink, values, ready ? 1 : 0);
 }
 
 static cs_err *register_one(svc *s, cs_metric_type type, const char *name, const char *help,
@@ -158,6 +212,17 @@ static cs_err *setup_metrics(svc *s)
     if ((err = cs_metrics_new(&s->metrics)) ||
         (err = cs_metrics_register_process(s->metrics, CS_PROGRAM_VERSION)))
         return err;
+    if ((err = cs_metrics_register(s->metrics,
+                                   &(cs_metric_def){.type = CS_METRIC_GAUGE,
+                                                    .name = "certsync_collector_ready",
+                                                    .help =
+                                                        "1 when /readyz passes: checkpoint loaded, tracking "
+                                                        "running, no Kafka commit pending.",
+                                                    .labels = l_src,
+                                                    .collect = collect_ready,
+                                                    .collect_arg = s},
+                                   &f)))
+        return err;
     if ((err = register_one(s, CS_METRIC_COUNTER, "certsync_collector_directory_reconnects_total",
                             "Reconnects to the directory after a failure.", l_src, &f)))
         return err;
@@ -172,10 +237,18 @@ static cs_err *setup_metrics(svc *s)
                             "Certificate value problems found while building events, by kind.", l_problem,
                             &s->f_problems)))
         return err;
+    /* Every series exists from the start (at 0), so rate() and the alerts work before the first problem. */
+    for (unsigned i = 0; i < certsync__v1__cert_problem__descriptor.n_values; i++) {
+        const ProtobufCEnumValue *ev = &certsync__v1__cert_problem__descriptor.values[i];
+        if (ev->value != CERTSYNC__V1__CERT_PROBLEM__CERT_PROBLEM_UNSPECIFIED)
+            (void)cs_metrics_counter_with(s->f_problems, id, ev->name);
+    }
     if ((err = register_one(s, CS_METRIC_COUNTER, "certsync_collector_full_syncs_total",
                             "Full passes over the directory (snapshot or resync), by reason.", l_reason,
                             &s->f_full)))
         return err;
+    (void)cs_metrics_counter_with(s->f_full, id, "snapshot");
+    (void)cs_metrics_counter_with(s->f_full, id, "resync");
     if ((err = register_one(s, CS_METRIC_GAUGE, "certsync_collector_last_commit_timestamp_seconds",
                             "Unix time of the last committed checkpoint.", l_src, &f)))
         return err;
@@ -245,6 +318,19 @@ static void scope_hash(const col_config *cfg, char out[CS_SHA256_HEX_LEN])
                   cfg->ldap_group_dn ? cfg->ldap_group_dn : "");
     cs_sha256_hex(cs_buf_str(&b), strlen(cs_buf_str(&b)), out);
     cs_buf_free(&b);
+}
+
+/* The scope hash with the group's member set: a checkpoint taken with other members forces a resync. */
+static void update_scope_sha(svc *s)
+{
+    char base[CS_SHA256_HEX_LEN], buf[2 * CS_SHA256_HEX_LEN + 16];
+    scope_hash(s->cfg, base);
+    if (s->group == NULL) {
+        memcpy(s->scope_sha, base, sizeof base);
+        return;
+    }
+    snprintf(buf, sizeof buf, "%s\nmembers=%s", base, col_group_members_sha256(s->group));
+    cs_sha256_hex(buf, strlen(buf), s->scope_sha);
 }
 
 static Certsync__V1__TrackingMode mode_proto(col_ldap_mode m)
@@ -402,6 +488,82 @@ static cs_err *submit(svc *s, const Certsync__V1__ChangeEvent *ev)
     return err;
 }
 
+/* A lifecycle stamp set into an event by order_lifecycle(), with the storage its pointers use. */
+typedef struct lifecycle_hold {
+    Certsync__V1__AttributeStamp st;
+    char csn[CSN_LEN];
+    uint8_t invocation_id[64];
+} lifecycle_hold;
+
+/*
+ * Orders scope transitions the directory does not stamp (design.md, "Versions cover the lifecycle"). Leaving
+ * scope (a group or filter change) and re-entering it stamp nothing on the object: its own version equals
+ * (or is older than) the one already emitted, and the index and the publisher's version gate would drop the
+ * event. So when the event flips the object's state (an upsert after a removal, a removal after an upsert)
+ * and its version is not newer than the last one emitted, its lifecycle stamp becomes the smallest step
+ * past the last one (cs_version_next_lifecycle; OpenLDAP: the newer of the cookie's CSN and now, AD: the
+ * last lifecycle version with the later of now and the last time + 1). An upsert of an object in scope
+ * carries the last emitted lifecycle stamp forward when that one is newer than its own, so a certificate
+ * change after a re-entry orders as newer, not as diverged. The stamp set into ev->version->lifecycle lives
+ * in *h; *saved gets the event's own, which the caller puts back before freeing the event.
+ */
+static cs_err *order_lifecycle(svc *s, Certsync__V1__ChangeEvent *ev, lifecycle_hold *h,
+                               Certsync__V1__AttributeStamp **saved)
+{
+    Certsync__V1__Version *last = NULL;
+    bool removed = false, up = ev->kind == CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_UPSERT;
+    cs_err *err = NULL;
+
+    *saved = ev->version ? ev->version->lifecycle : NULL;
+    if (ev->version == NULL || ev->identity == NULL || ev->identity->object_id == NULL)
+        return NULL;
+    if ((err = col_pipeline_lookup_version(s->pipe, ev->identity->object_id, &last, &removed)) ||
+        last == NULL)
+        return err;
+    if (up == removed && cs_version_compare(ev->version, last) != CS_VERSION_NEWER) {
+        Certsync__V1__AttributeStamp proposed;
+        char csn[CSN_LEN];
+        cookie_csn(s->cookie, s->cookie_len, csn);
+        inferred_stamp(s, csn, &proposed, h->csn); /* proposed.csn (if any) points into h->csn */
+        cs_version_next_lifecycle(last, &proposed, &h->st);
+        ev->version->lifecycle = &h->st;
+        cs_log_kv(CS_LOG_INFO, FACILITY,
+                  up ? "object re-enters scope: lifecycle stamp past its removal"
+                     : "object leaves scope: lifecycle stamp past its last state",
+                  "object_id", ev->identity->object_id, NULL);
+    } else if (up && !removed && last->lifecycle &&
+               cs_version_stamp_compare(last->lifecycle, ev->version->lifecycle) > 0) {
+        const Certsync__V1__AttributeStamp *l = last->lifecycle;
+        certsync__v1__attribute_stamp__init(&h->st); /* not the unpacked base: no unknown fields */
+        h->st.has_version = l->has_version;
+        h->st.version = l->version;
+        h->st.has_originating_time = l->has_originating_time;
+        h->st.originating_time = l->originating_time;
+        h->st.has_originating_invocation_id = l->has_originating_invocation_id;
+        h->st.originating_invocation_id = l->originating_invocation_id;
+        h->st.has_originating_usn = l->has_originating_usn;
+        h->st.originating_usn = l->originating_usn;
+        h->st.csn = l->csn;
+        if (h->st.csn) {
+            snprintf(h->csn, sizeof h->csn, "%s", h->st.csn);
+            h->st.csn = h->csn;
+        }
+        ev->version->lifecycle = &h->st;
+    }
+    /* Pointers into `last` (freed below) are copied into *h. */
+    if (ev->version->lifecycle == &h->st && h->st.originating_invocation_id.len > 0 &&
+        h->st.originating_invocation_id.data != NULL) {
+        size_t n = h->st.originating_invocation_id.len;
+        if (n > sizeof h->invocation_id)
+            n = sizeof h->invocation_id;
+        memcpy(h->invocation_id, h->st.originating_invocation_id.data, n);
+        h->st.originating_invocation_id.data = h->invocation_id;
+        h->st.originating_invocation_id.len = n;
+    }
+    certsync__v1__version__free_unpacked(last, NULL);
+    return NULL;
+}
+
 static cs_err *submit_object(svc *s, const col_change *ch)
 {
     bool up = ch->kind == COL_CHANGE_UPSERT;
@@ -420,6 +582,12 @@ static cs_err *submit_object(svc *s, const col_change *ch)
         up ? s->emit_reason : CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE, now_ms(), &ev);
     if (err)
         return err;
+    lifecycle_hold life;
+    Certsync__V1__AttributeStamp *own_life = NULL;
+    if ((err = order_lifecycle(s, ev, &life, &own_life))) {
+        col_event_free(ev);
+        return err;
+    }
     if (up) {
         count_problems(s, ev->user_certificate, ev->n_user_certificate);
         count_problems(s, ev->user_smime_certificate, ev->n_user_smime_certificate);
@@ -432,6 +600,8 @@ static cs_err *submit_object(svc *s, const col_change *ch)
     }
     cs_metrics_counter_inc(up ? s->m_upserts : s->m_removals);
     err = submit(s, ev);
+    if (ev->version)
+        ev->version->lifecycle = own_life; /* `life` is on the stack: the event frees only its own */
     col_event_free(ev);
     return err;
 }
@@ -536,6 +706,12 @@ static cs_err *on_change(void *ctx, const col_change *ch)
             s->interrupted = true;
             return cs_err_new(CS_ERR_STATE, 0, "stopping: snapshot interrupted");
         }
+        if (s->group != NULL && !col_group_is_member(s->group, col_object_dn(o))) {
+            /* Not a direct member (OpenLDAP has no memberOf to filter on; on AD a back link may lag): out of
+               scope. A removal of an object never emitted is dropped by the pipeline. */
+            col_change out = {.kind = COL_CHANGE_REMOVAL, .object = o, .reason = COL_REMOVAL_OUT_OF_SCOPE};
+            return submit_object(s, &out);
+        }
         return submit_object(s, ch);
     case COL_CHANGE_REMOVAL:
         /* syncrepl sends deletes (and entries leaving scope) as a DN and syncUUID without attributes, and a
@@ -576,6 +752,12 @@ static cs_err *on_change(void *ctx, const col_change *ch)
 
 /* ---- the full pass --------------------------------------------------------------------------------- */
 
+/* The DirSync flags: object security (ldap.dirsync_object_security) when the account lacks the right. */
+static int dirsync_flags(const svc *s)
+{
+    return s->cfg->ldap_dirsync_object_security ? LDAP_CONTROL_X_DIRSYNC_OBJECT_SECURITY : 0;
+}
+
 static cs_err *take_position(svc *s)
 {
     cs_err *err = NULL;
@@ -602,7 +784,7 @@ static cs_err *take_position(svc *s)
     }
     col_dirsync_free(s->ds);
     s->ds = NULL;
-    err = col_dirsync_new(s->ldap, s->nc_root, s->filter, 0, NULL, 0, &s->ds);
+    err = col_dirsync_new(s->ldap, s->nc_root, s->filter, dirsync_flags(s), NULL, 0, &s->ds);
     if (err == NULL)
         err = col_dirsync_skip_to_end(s->ds);
     if (err == NULL) {
@@ -677,6 +859,65 @@ static long long step_wait(const svc *s)
     return COL_SERVICE_STEP_WAIT_MS;
 }
 
+/* True when `dn` lies under one of ldap.base_dns. */
+static bool under_base(const svc *s, const char *dn)
+{
+    for (size_t i = 0; i < s->cfg->ldap_base_dn_count; i++)
+        if (col_ldap_dn_is_under(dn, s->cfg->ldap_base_dns[i]))
+            return true;
+    return false;
+}
+
+/*
+ * ldap.group_dn: reads the group's change stamp every ldap.poll_interval and, when members joined or left,
+ * emits an upsert for each joined member that is under the base DNs and matches the filter (entering
+ * scope) and an OUT_OF_SCOPE removal for each member that left (order_lifecycle() stamps both past the last
+ * emitted state), then hands the position on with the new scope hash, so the events and the member set
+ * that explains them are committed together.
+ */
+static cs_err *watch_group(svc *s)
+{
+    const char *const *dns = NULL;
+    bool changed = false;
+    cs_err *err = NULL;
+    size_t n;
+
+    if (s->group == NULL || now_ms() < s->group_due_ms)
+        return NULL;
+    s->group_due_ms = now_ms() + s->cfg->ldap_poll_interval_ms;
+    if ((err = col_group_refresh(s->group, s->ldap, false, &changed)) || !changed)
+        return err;
+    n = col_group_joined(s->group, &dns);
+    for (size_t i = 0; err == NULL && i < n; i++) {
+        col_object *o = NULL;
+        if (!under_base(s, dns[i]))
+            continue;
+        err = col_group_read_object(s->ldap, dns[i], s->filter, &o);
+        if (err == NULL && o != NULL) {
+            col_change ch = {.kind = COL_CHANGE_UPSERT, .object = o};
+            err = submit_object(s, &ch);
+        }
+        col_object_free(o);
+    }
+    size_t n_left = col_group_left(s->group, &dns);
+    for (size_t i = 0; err == NULL && i < n_left; i++) {
+        col_object *o = NULL;
+        /* Any object class: the removal needs only the id; one never emitted is dropped. */
+        err = col_group_read_object(s->ldap, dns[i], "(objectClass=*)", &o);
+        if (err == NULL && o != NULL) {
+            col_change ch = {.kind = COL_CHANGE_REMOVAL, .object = o, .reason = COL_REMOVAL_OUT_OF_SCOPE};
+            err = submit_object(s, &ch);
+        }
+        col_object_free(o);
+    }
+    if (err)
+        return err;
+    cs_log(CS_LOG_INFO, FACILITY, "group %s changed: %zu joined, %zu left, %zu members",
+           s->cfg->ldap_group_dn, n, n_left, col_group_count(s->group));
+    update_scope_sha(s);
+    return s->cookie != NULL ? set_position(s) : NULL;
+}
+
 static cs_err *track_syncrepl(svc *s, stop_cause *cause)
 {
     cs_err *err = NULL;
@@ -685,6 +926,8 @@ static cs_err *track_syncrepl(svc *s, stop_cause *cause)
     while (!stopping(s)) {
         size_t n = 0;
         bool ended = false;
+        if ((err = watch_secrets(s)))
+            return err;
         if (s->sync == NULL) {
             if ((err = col_syncrepl_start_scoped(s->ldap, s->cfg->ldap_base_dns, s->cfg->ldap_base_dn_count,
                                                  s->filter, s->cookie, s->cookie_len, &s->sync)))
@@ -705,6 +948,8 @@ static cs_err *track_syncrepl(svc *s, stop_cause *cause)
         }
         if (n > 0)
             last_change = now_ms();
+        if ((err = watch_group(s)))
+            return err;
         if ((err = col_pipeline_poll(s->pipe))) {
             s->kafka_failed = true;
             return err;
@@ -730,10 +975,12 @@ static cs_err *track_dirsync(svc *s, stop_cause *cause)
     cs_err *err = NULL;
     while (!stopping(s)) {
         size_t n = 0;
-        if (s->ds == NULL &&
-            (err = col_dirsync_new(s->ldap, s->nc_root, s->filter, 0, s->cookie, s->cookie_len, &s->ds)))
+        if (s->ds == NULL && (err = col_dirsync_new(s->ldap, s->nc_root, s->filter, dirsync_flags(s),
+                                                    s->cookie, s->cookie_len, &s->ds)))
             return err;
         atomic_store(&s->ready, true);
+        if ((err = watch_group(s)))
+            return err;
         if ((err = col_dirsync_poll(s->ds, s->cfg->ldap_base_dns, s->cfg->ldap_base_dn_count, on_change, s,
                                     &n)))
             return err;
@@ -746,7 +993,7 @@ static cs_err *track_dirsync(svc *s, stop_cause *cause)
             *cause = CAUSE_ONCE_DONE;
             return NULL;
         }
-        if ((err = idle_wait(s, s->cfg->ldap_poll_interval_ms)))
+        if ((err = idle_wait(s, s->cfg->ldap_poll_interval_ms)) || (err = watch_secrets(s)))
             return err;
     }
     *cause = CAUSE_STOP;
@@ -775,6 +1022,8 @@ static cs_err *track_usn(svc *s, stop_cause *cause)
                 return err;
         }
         atomic_store(&s->ready, true);
+        if ((err = watch_group(s)))
+            return err;
         if ((err = col_usn_poll(s->usn, on_change, s, &n, &resync))) {
             if (resync) {
                 /* The handle's position is the stale one: the resync takes a new one. */
@@ -792,7 +1041,7 @@ static cs_err *track_usn(svc *s, stop_cause *cause)
             *cause = CAUSE_ONCE_DONE;
             return NULL;
         }
-        if ((err = idle_wait(s, s->cfg->ldap_poll_interval_ms)))
+        if ((err = idle_wait(s, s->cfg->ldap_poll_interval_ms)) || (err = watch_secrets(s)))
             return err;
     }
     *cause = CAUSE_STOP;
@@ -813,6 +1062,8 @@ static void disconnect(svc *s)
     s->ldap = NULL;
     free(s->filter);
     s->filter = NULL;
+    col_group_free(s->group);
+    s->group = NULL;
     pending_clear(s);
     col_pipeline_sweep_cancel(s->pipe);
     atomic_store(&s->ready, false);
@@ -820,17 +1071,37 @@ static void disconnect(svc *s)
 
 static cs_err *connect_dir(svc *s)
 {
-    cs_err *err = col_ldap_connect(s->cfg, &s->ldap);
+    /* The password as last read from ldap.password_file (rotations included), not the one read at load. */
+    const char *pw = s->cfg->ldap_password ? cs_secret_watch_value(s->secrets, "ldap.password_file") : NULL;
+    cs_err *err = col_ldap_connect_as(s->cfg, pw ? pw : s->cfg->ldap_password, &s->ldap);
+    if (err == NULL) {
+        s->ever_bound = true;
+        s->rebind_due = false;
+    }
     if (err == NULL)
         err = col_ldap_pick_mode(s->ldap, s->cfg->ldap_mode, &s->mode);
-    /* Every base DN in a naming context; memberOf defined when ldap.group_dn is set (col_scope.h). */
+    /* Every base DN in a naming context (col_scope.h). */
     if (err == NULL)
         err = col_scope_check(s->ldap, s->cfg);
     free(s->filter);
     s->filter = NULL;
+    /* memberOf narrows the server's answers on AD only; OpenLDAP may lack it (col_group_is_member there). */
     if (err == NULL)
-        err = col_scope_filter(col_config_filter(s->cfg, col_ldap_kind(s->ldap) == COL_DIR_AD),
-                               s->cfg->ldap_group_dn, &s->filter);
+        err =
+            col_scope_filter(col_config_filter(s->cfg, col_ldap_kind(s->ldap) == COL_DIR_AD),
+                             col_ldap_kind(s->ldap) == COL_DIR_AD ? s->cfg->ldap_group_dn : NULL, &s->filter);
+    /* The member set is read again on every connect: the scope hash then tells need_full_pass() whether
+       the members differ from those of the committed checkpoint (changed while down, or aborted). */
+    col_group_free(s->group);
+    s->group = NULL;
+    if (err == NULL && s->cfg->ldap_group_dn != NULL && s->cfg->ldap_group_dn[0] != '\0') {
+        bool changed = false;
+        err = col_group_new(s->cfg->ldap_group_dn, &s->group);
+        if (err == NULL)
+            err = col_group_refresh(s->group, s->ldap, true, &changed);
+        s->group_due_ms = now_ms() + s->cfg->ldap_poll_interval_ms;
+    }
+    update_scope_sha(s);
     if (err)
         return err;
     s->nc_root = col_ldap_naming_context_of(s->ldap, s->cfg->ldap_base_dns[0]);
@@ -885,9 +1156,27 @@ static bool need_full_pass(svc *s, Certsync__V1__EmitReason *reason)
     return false;
 }
 
+static void on_commit_pending(void *arg, bool pending)
+{
+    svc *s = arg;
+    atomic_store(&s->commit_pending, pending);
+}
+
+/* The exit for a stop that came while a commit was pending (Kafka unavailable); logs why. */
+static int exit_commit_pending(svc *s, const cs_err *err)
+{
+    cs_log_kv(CS_LOG_WARN, FACILITY,
+              "stopped while a Kafka commit was pending: nothing new committed; the next start resumes from "
+              "the committed checkpoint; exiting with code 4",
+              "source", s->cfg->source_id, "error", cs_err_message(err), NULL);
+    return COL_SERVICE_EXIT_COMMIT_PENDING;
+}
+
 /* Retries the pending commit of a retriable Kafka failure with backoff; fenced or fatal ends the service. */
 static int kafka_recover(svc *s, cs_err *err, long long *backoff)
 {
+    if (cs_kafka_producer_is_commit_pending(err))
+        return exit_commit_pending(s, err);
     if (col_pipeline_is_fenced(s->pipe) || (cs_err_flags(err) & CS_KAFKA_ERR_F_FENCED)) {
         cs_log_kv(CS_LOG_ERROR, FACILITY,
                   "fenced: a newer collector with the same source.id took over; exiting with code 3",
@@ -939,6 +1228,11 @@ static cs_err *resume_from_committed(svc *s)
         return keep_cookie(s, enc, col_usn_position_encode(&pos, enc));
     }
     return keep_cookie(s, ck->data, ck->len);
+}
+
+static bool stopping_by_signal(const svc *s)
+{
+    return *s->o->stop_flag != 0;
 }
 
 /* ---- the loop -------------------------------------------------------------------------------------- */
@@ -994,7 +1288,9 @@ static int loop(svc *s)
                 rc = COL_SERVICE_EXIT_OK;
             continue;
         }
-        if (s->interrupted && stopping(s)) {
+        if (cs_kafka_producer_is_commit_pending(err)) {
+            rc = exit_commit_pending(s, err);
+        } else if (s->interrupted && stopping(s)) {
             rc = COL_SERVICE_EXIT_OK;
         } else if (s->kafka_failed || col_pipeline_is_fenced(s->pipe)) {
             rc = kafka_recover(s, err, &backoff);
@@ -1008,10 +1304,36 @@ static int loop(svc *s)
                       "the position cannot be resumed: full resync with a removal sweep", "error",
                       cs_err_message(err), NULL);
             force_resync = true;
+        } else if (s->ldap == NULL && (cs_err_flags(err) & COL_LDAP_ERR_F_BAD_CREDENTIALS) &&
+                   (cs_secret_watch_poll(s->secrets, true) & SECRET_LDAP)) {
+            /* The file changed since the last read (a rotation landed between two polls): bind again now. */
+            cs_log(CS_LOG_WARN, FACILITY,
+                   "bind refused with invalidCredentials; ldap.password_file changed: binding again with the "
+                   "new password");
+        } else if (s->ldap == NULL && (cs_err_flags(err) & COL_LDAP_ERR_F_BAD_CREDENTIALS) && s->ever_bound &&
+                   !s->kafka_rotated) {
+            /* The directory's password changed first and the mounted Secret follows within a minute or so:
+               wait for the file (read every attempt) instead of stopping a service that worked. */
+            cs_log(
+                CS_LOG_WARN, FACILITY,
+                "bind refused with invalidCredentials after a rotation: retrying in %lld ms and re-reading "
+                "ldap.password_file; update the file (the Kubernetes Secret) to the directory's new "
+                "password: %s",
+                backoff, cs_err_message(err));
+            cs_err_free(idle_wait(s, backoff));
+            backoff = backoff * 2 > COL_SERVICE_BACKOFF_MAX_MS ? COL_SERVICE_BACKOFF_MAX_MS : backoff * 2;
+            cs_secret_watch_poll(s->secrets, true);
         } else if (cs_err_is_retriable(err)) {
-            cs_log(CS_LOG_WARN, FACILITY, "directory unavailable: reconnecting in %lld ms: %s", backoff,
-                   cs_err_message(err));
-            cs_metrics_counter_inc(s->m_reconnects);
+            bool rotated = s->rebind_due;
+            s->rebind_due = false;
+            if (rotated) {
+                cs_log(CS_LOG_INFO, FACILITY,
+                       "reconnecting to the directory with the new ldap.password_file");
+            } else {
+                cs_log(CS_LOG_WARN, FACILITY, "directory unavailable: reconnecting in %lld ms: %s", backoff,
+                       cs_err_message(err));
+                cs_metrics_counter_inc(s->m_reconnects);
+            }
             disconnect(s);
             /* Commit what was read before the failure, with the position that covers it. */
             cs_err *e = col_pipeline_flush(s->pipe);
@@ -1020,9 +1342,11 @@ static int loop(svc *s)
                 rc = kafka_recover(s, e, &backoff);
                 cs_err_free(e);
             }
-            if (rc < 0) {
+            if (rc < 0 && !rotated) {
                 cs_err_free(idle_wait(s, backoff));
                 backoff = backoff * 2 > COL_SERVICE_BACKOFF_MAX_MS ? COL_SERVICE_BACKOFF_MAX_MS : backoff * 2;
+                cs_secret_watch_poll(s->secrets,
+                                     false); /* a Kafka rotation is seen while the directory is down */
             }
         } else {
             cs_log_kv(CS_LOG_ERROR, FACILITY, "stopping", "error", cs_err_message(err), NULL);
@@ -1030,6 +1354,13 @@ static int loop(svc *s)
         }
         cs_err_free(err);
         err = NULL;
+    }
+    if ((rc < 0 || rc == COL_SERVICE_EXIT_OK) && s->kafka_rotated && !stopping_by_signal(s)) {
+        cs_log(CS_LOG_WARN, FACILITY,
+               "restart required: a Kafka credential file changed; exiting with code %d after the last "
+               "commit (Kubernetes restarts the container, which resumes from the checkpoint)",
+               COL_SERVICE_EXIT_RESTART);
+        return COL_SERVICE_EXIT_RESTART;
     }
     return rc < 0 ? COL_SERVICE_EXIT_OK : rc;
 }
@@ -1048,9 +1379,16 @@ int col_service_run(const col_config *cfg, const col_service_opts *opts)
     s.emit_reason = CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE;
     atomic_init(&s.live, false);
     atomic_init(&s.ready, false);
+    atomic_init(&s.commit_pending, false);
     scope_hash(cfg, s.scope_sha);
 
     if ((err = setup_metrics(&s)))
+        goto cleanup;
+    if ((err = cs_secret_watch_new(&s.secrets)) ||
+        (cfg->ldap_password != NULL &&
+         (err = cs_secret_watch_add(s.secrets, "ldap.password_file",
+                                    cs_config_get_string(cfg->raw, "ldap.password_file"), SECRET_LDAP))) ||
+        (err = cs_secret_watch_add_kafka(s.secrets, cfg->raw, SECRET_KAFKA)))
         goto cleanup;
     if (!opts->release_held) {
         if ((err = cs_admin_new(s.metrics, &s.admin)) ||
@@ -1068,8 +1406,7 @@ int col_service_run(const col_config *cfg, const col_service_opts *opts)
        active and does not take part. */
     if (!opts->release_held) {
         bool elected = false;
-        if ((err = col_election_new(cs_config_get_string(cfg->raw, "election.mode"),
-                                    cs_config_get_string(cfg->raw, "election.lock_file"), &s.elect)))
+        if ((err = col_election_from_config(cfg, &s.elect)))
             goto cleanup;
         cs_metrics_gauge_set(s.m_active, col_election_enabled(s.elect) ? 0 : 1);
         if ((err = col_election_acquire(s.elect, opts->stop_flag, &elected)))
@@ -1091,6 +1428,9 @@ int col_service_run(const col_config *cfg, const col_service_opts *opts)
         .batch_max_wait_ms = cfg->batch_max_wait_ms,
         .mass_removal_threshold = cfg->guard_mass_removal_threshold,
         .metrics = s.metrics,
+        .stop_flag = opts->stop_flag,
+        .on_commit_pending = on_commit_pending,
+        .pending_arg = &s,
     };
     while (!stopping(&s)) {
         if ((err = col_config_kafka_conf(cfg, &conf)))
@@ -1126,12 +1466,19 @@ cleanup:
         err = NULL;
     }
     atomic_store(&s.ready, false);
+    if (col_election_lost(s.elect))
+        rc = COL_SERVICE_EXIT_LEASE_LOST;
     if (s.pipe) {
-        bool commit = rc != COL_SERVICE_EXIT_FENCED;
+        /* Lost lease: abort, never commit: a standby may own the lease (and the transactional.id) soon. */
+        bool commit = rc != COL_SERVICE_EXIT_FENCED && rc != COL_SERVICE_EXIT_LEASE_LOST;
         err = col_pipeline_close(s.pipe, commit);
         s.pipe = NULL;
         if (err) {
-            cs_log_kv(CS_LOG_ERROR, FACILITY, "the last commit failed", "error", cs_err_message(err), NULL);
+            if (cs_kafka_producer_is_commit_pending(err))
+                rc = exit_commit_pending(&s, err);
+            else
+                cs_log_kv(CS_LOG_ERROR, FACILITY, "the last commit failed", "error", cs_err_message(err),
+                          NULL);
             if (rc == COL_SERVICE_EXIT_OK)
                 rc = (cs_err_flags(err) & CS_KAFKA_ERR_F_FENCED) ? COL_SERVICE_EXIT_FENCED
                                                                  : COL_SERVICE_EXIT_FAIL;
@@ -1147,10 +1494,12 @@ cleanup:
     col_usn_free(s.usn);
     col_ldap_free(s.ldap);
     free(s.filter);
+    col_group_free(s.group);
     pending_clear(&s);
     free(s.cookie);
     /* Last: the next replica's init_transactions comes after this one's final commit. */
     col_election_free(s.elect);
+    cs_secret_watch_free(s.secrets);
     cs_metrics_free(s.metrics);
     return rc;
 }

@@ -20,12 +20,18 @@
  *   failures   directory: reconnect with bounded exponential backoff and resume from the last position,
  *              no new snapshot. Kafka: retriable -> keep the position, retry; fenced -> exit
  *              COL_SERVICE_EXIT_FENCED (another instance took over); fatal -> COL_SERVICE_EXIT_FAIL.
- *   stop       the stop flag (set by the signal handler) commits the open batch and returns 0.
+ *   stop       the stop flag (set by the signal handler) commits the open batch and returns 0. A commit that
+ *              Kafka does not answer is resumed while it is pending (/readyz not ready meanwhile); a stop
+ *              then gives it up and returns COL_SERVICE_EXIT_COMMIT_PENDING.
  *
  * Exit codes (documented in --help):
  *   0  stopped by SIGTERM/SIGINT, --once finished, or --release-held done
  *   2  configuration, directory or Kafka error that a restart with the same config will not fix by itself
  *   3  fenced: a newer collector with the same source.id took over; do not restart this one in a loop
+ *   4  stopped while a Kafka commit was pending (Kafka unavailable): nothing new was committed, nothing is
+ *      lost; the next start resumes from the committed checkpoint (restart when Kafka is back)
+ *   6  lease lost: election.mode kubernetes-lease could not renew its Lease for renew_deadline; the open
+ *      transaction was aborted; restart (as a standby)
  */
 #ifndef COL_SERVICE_H
 #define COL_SERVICE_H
@@ -34,10 +40,17 @@
 #include <stdbool.h>
 
 #include "col_config.h"
+#include "col_election.h"
 
 #define COL_SERVICE_EXIT_OK 0
 #define COL_SERVICE_EXIT_FAIL 2
 #define COL_SERVICE_EXIT_FENCED 3
+/* The kubernetes-lease election was lost while active: production stopped (transaction aborted); a restart
+   makes this replica a standby. */
+#define COL_SERVICE_EXIT_LEASE_LOST COL_ELECTION_EXIT_LOST
+/* A Kafka credential file (kafka.*_file) changed: the open batch is committed; restart to use it. */
+#define COL_SERVICE_EXIT_RESTART 5
+#define COL_SERVICE_EXIT_COMMIT_PENDING 4
 
 /* Reconnect backoff: first wait, doubling up to the cap. */
 #define COL_SERVICE_BACKOFF_MIN_MS 250

@@ -7,9 +7,87 @@
 #include <sys/time.h>
 #include <stdlib.h>
 
+#include "col_control.h"
 #include "cs_log.h"
 
 #define FAC "snapshot"
+
+/*
+ * One page, each entry handled as it arrives: the server goes on producing the page while we parse
+ * (ldap_search_ext_s would wait for the whole page first, leaving one side idle at a time). The server
+ * may be silent for at most timeout_ms at a time (our own work in the callback, e.g. a commit, does not
+ * count against the directory), and may send at most twice the page size of messages. On success *res is
+ * the page's final result (caller frees with ldap_msgfree). On any error the search is abandoned.
+ */
+static cs_err *page_read(col_ldap *c, const char *base, const char *filter, LDAPControl **sctrls,
+                         col_change_cb cb, void *ctx, size_t *n_objects, size_t *n_skipped, LDAPMessage **res)
+{
+    LDAP *ld = col_ldap_handle(c);
+    long long timeout_ms = col_ldap_timeout_ms(c);
+    size_t max_messages = (size_t)col_ldap_config(c)->ldap_page_size * 2 + 16;
+    struct timeval limit = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
+    cs_err *err = NULL;
+    char op[600];
+    int msgid = -1;
+
+    *res = NULL;
+    snprintf(op, sizeof op, "paged search of %.250s with %.250s", base, filter);
+    int rc = ldap_search_ext(ld, base, LDAP_SCOPE_SUBTREE, filter, col_object_attrs(col_ldap_kind(c)), 0,
+                             sctrls, NULL, &limit, LDAP_NO_LIMIT, &msgid);
+    if (rc != LDAP_SUCCESS)
+        return col_ldap_error(c, op, rc);
+    /* Each message is one entry, one reference or the final result. */
+    for (size_t i = 0;; i++) {
+        if (i == max_messages) {
+            err = cs_err_new(CS_ERR_LDAP, 0,
+                             "%s: %s: more than %zu messages for one page of %d: the server does not honour "
+                             "the paged-results control",
+                             col_ldap_url(c), op, max_messages, col_ldap_config(c)->ldap_page_size);
+            break;
+        }
+        struct timeval tv = limit;
+        LDAPMessage *msg = NULL;
+        rc = ldap_result(ld, msgid, LDAP_MSG_ONE, &tv, &msg);
+        if (rc == 0) {
+            err = col_ldap_error(c, op, LDAP_TIMEOUT);
+            break;
+        }
+        if (rc == -1) {
+            int code = LDAP_SERVER_DOWN;
+            ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &code);
+            err = col_ldap_error(c, op, code);
+            msgid = -1; /* the connection is gone: nothing to abandon */
+            break;
+        }
+        if (rc == LDAP_RES_SEARCH_RESULT) {
+            *res = msg;
+            msgid = -1;
+            break;
+        }
+        if (rc == LDAP_RES_SEARCH_ENTRY) {
+            col_object *o = NULL;
+            cs_err *perr = col_object_from_entry(ld, msg, col_ldap_kind(c), &o);
+            if (perr != NULL) {
+                /* One bad entry must not stop the snapshot: report it and go on. */
+                cs_log_kv(CS_LOG_ERROR, FAC, "entry skipped", "base", base, "error", cs_err_message(perr),
+                          NULL);
+                cs_err_free(perr);
+                (*n_skipped)++;
+            } else {
+                col_change ch = {.kind = COL_CHANGE_UPSERT, .object = o};
+                err = cb(ctx, &ch);
+                col_object_free(o);
+                (*n_objects)++;
+            }
+        }
+        ldap_msgfree(msg); /* entries done; references are not followed */
+        if (err != NULL)
+            break;
+    }
+    if (msgid != -1)
+        ldap_abandon_ext(ld, msgid, NULL, NULL);
+    return err;
+}
 
 /* One base DN, page by page. */
 static cs_err *snapshot_base(col_ldap *c, const char *base, const char *filter, col_change_cb cb, void *ctx,
@@ -18,16 +96,13 @@ static cs_err *snapshot_base(col_ldap *c, const char *base, const char *filter, 
     LDAP *ld = col_ldap_handle(c);
     struct berval *cookie = NULL;
     cs_err *err = NULL;
-    long long timeout_ms = col_ldap_timeout_ms(c);
     int page_size = col_ldap_config(c)->ldap_page_size;
     long pages;
 
     for (pages = 0; pages < COL_SNAPSHOT_MAX_PAGES; pages++) {
         LDAPControl *page = NULL, *sctrls[2] = {NULL, NULL}, **rctrls = NULL, *resp;
-        LDAPMessage *res = NULL, *e;
-        struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
+        LDAPMessage *res = NULL;
         int rc, result = LDAP_SUCCESS;
-        ber_int_t count = 0;
         struct berval empty = {0, NULL};
 
         /* Critical: a server that ignored paging would send everything at once, or stop at its size limit. */
@@ -37,36 +112,15 @@ static cs_err *snapshot_base(col_ldap *c, const char *base, const char *filter, 
             break;
         }
         sctrls[0] = page;
-        rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_SUBTREE, filter, col_object_attrs(col_ldap_kind(c)), 0,
-                               sctrls, NULL, &tv, LDAP_NO_LIMIT, &res);
+        err = page_read(c, base, filter, sctrls, cb, ctx, n_objects, n_skipped, &res);
         ldap_control_free(page);
-        if (rc != LDAP_SUCCESS) {
-            char op[600];
-            snprintf(op, sizeof op, "paged search of %.250s with %.250s", base, filter);
-            err = col_ldap_error(c, op, rc);
-            ldap_msgfree(res);
-            break;
-        }
-        for (e = ldap_first_entry(ld, res); e != NULL && err == NULL; e = ldap_next_entry(ld, e)) {
-            col_object *o = NULL;
-            cs_err *perr = col_object_from_entry(ld, e, col_ldap_kind(c), &o);
-            if (perr != NULL) {
-                /* One bad entry must not stop the snapshot: report it and go on. */
-                cs_log_kv(CS_LOG_ERROR, FAC, "entry skipped", "base", base, "error", cs_err_message(perr),
-                          NULL);
-                cs_err_free(perr);
-                (*n_skipped)++;
-                continue;
-            }
-            col_change ch = {.kind = COL_CHANGE_UPSERT, .object = o};
-            err = cb(ctx, &ch);
-            col_object_free(o);
-            (*n_objects)++;
-        }
         if (err == NULL) {
             rc = ldap_parse_result(ld, res, &result, NULL, NULL, NULL, &rctrls, 0);
-            if (rc != LDAP_SUCCESS || result != LDAP_SUCCESS)
-                err = col_ldap_error(c, "paged search result", rc != LDAP_SUCCESS ? rc : result);
+            if (rc != LDAP_SUCCESS || result != LDAP_SUCCESS) {
+                char op[600];
+                snprintf(op, sizeof op, "paged search of %.250s with %.250s", base, filter);
+                err = col_ldap_error(c, op, rc != LDAP_SUCCESS ? rc : result);
+            }
         }
         ldap_msgfree(res);
         if (err != NULL) {
@@ -77,13 +131,15 @@ static cs_err *snapshot_base(col_ldap *c, const char *base, const char *filter, 
         ber_bvfree(cookie);
         cookie = NULL;
         if (resp != NULL) {
-            rc = ldap_parse_pageresponse_control(ld, resp, &count, &empty);
-            if (rc == LDAP_SUCCESS) {
+            err = cs_err_wrap(col_control_parse_page(ld, resp, COL_CONTROL_MAX_PAGE_COOKIE, &empty), "%s",
+                              col_ldap_url(c));
+            if (err == NULL)
                 cookie = ber_bvdup(&empty);
-                ber_memfree(empty.bv_val);
-            }
+            ber_memfree(empty.bv_val);
         }
         ldap_controls_free(rctrls);
+        if (err != NULL)
+            break;
         if (cookie == NULL || cookie->bv_len == 0)
             break; /* last page */
     }

@@ -1,8 +1,8 @@
 /*
  * col_snapshot: the first full read of everything in scope, as a paged search (RFC 2696).
  *
- * Streams: one page (ldap.page_size entries) is in memory at a time; each entry becomes a col_object
- * handed to the callback as COL_CHANGE_UPSERT and freed right after. A paged search cannot resume on a
+ * Streams: entries are handled as they arrive (at most one page, ldap.page_size entries, is in flight);
+ * each becomes a col_object handed to the callback as COL_CHANGE_UPSERT and freed right after. A paged search cannot resume on a
  * new connection, so a failure means starting the snapshot again (the index dedupes).
  * Take the incremental position (col_syncrepl_position / col_dirsync_position / the USN) BEFORE
  * calling this, so no change made during the snapshot is missed.

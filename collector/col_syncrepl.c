@@ -116,14 +116,65 @@ static cs_err *uuid_object(col_syncrepl *s, const struct berval *uuid, const cha
     return err;
 }
 
+cs_err *col_syncrepl_parse_state(const struct berval *value, int *state, struct berval *uuid,
+                                 struct berval *cookie, BerElement **ber)
+{
+    ber_int_t st = -1;
+    ber_len_t len;
+    cs_err *err = NULL;
+
+    *state = -1;
+    *uuid = (struct berval){0, NULL};
+    *cookie = (struct berval){0, NULL};
+    *ber = NULL;
+    /* liblber 2.5 builds an element without a buffer from an empty value and ber_scanf then reads through a
+       NULL pointer: a control without a value (fuzz_ldap found it) must be refused before ber_init. */
+    if (value == NULL || value->bv_val == NULL || value->bv_len == 0)
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "sync state control without a value");
+    *ber = ber_init((struct berval *)(uintptr_t)value); /* ber_init copies the value */
+    if (*ber == NULL || ber_scanf(*ber, "{em", &st, uuid) == LBER_ERROR)
+        err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "malformed sync state control");
+    else if (ber_peek_tag(*ber, &len) == LDAP_TAG_SYNC_COOKIE && ber_scanf(*ber, "m", cookie) == LBER_ERROR)
+        err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "malformed cookie in a sync state control");
+    if (err != NULL) {
+        if (*ber != NULL)
+            ber_free(*ber, 1);
+        *ber = NULL;
+        *uuid = (struct berval){0, NULL};
+        *cookie = (struct berval){0, NULL};
+        return err;
+    }
+    *state = (int)st;
+    return NULL;
+}
+
+cs_err *col_syncrepl_parse_done(const struct berval *value, struct berval *cookie, BerElement **ber)
+{
+    ber_len_t len;
+
+    *cookie = (struct berval){0, NULL};
+    *ber = NULL;
+    if (value == NULL || value->bv_val == NULL || value->bv_len == 0) /* see col_syncrepl_parse_state */
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "syncDone control without a value");
+    *ber = ber_init((struct berval *)(uintptr_t)value); /* ber_init copies the value */
+    if (*ber == NULL || ber_scanf(*ber, "{") == LBER_ERROR ||
+        (ber_peek_tag(*ber, &len) == LDAP_TAG_SYNC_COOKIE && ber_scanf(*ber, "m", cookie) == LBER_ERROR)) {
+        if (*ber != NULL)
+            ber_free(*ber, 1);
+        *ber = NULL;
+        *cookie = (struct berval){0, NULL};
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "malformed syncDone control");
+    }
+    return NULL;
+}
+
 static cs_err *handle_entry(col_syncrepl *s, LDAPMessage *msg, col_change_cb cb, void *ctx, size_t *n)
 {
     LDAP *ld = col_ldap_handle(s->c);
     LDAPControl **ctrls = NULL, *state_ctrl;
     BerElement *ber = NULL;
-    ber_int_t state = -1;
+    int state = -1;
     struct berval uuid = {0, NULL}, cookie = {0, NULL};
-    ber_len_t len;
     col_object *o = NULL;
     char *dn = NULL;
     cs_err *err = NULL;
@@ -134,13 +185,9 @@ static cs_err *handle_entry(col_syncrepl *s, LDAPMessage *msg, col_change_cb cb,
         err = cs_err_new(CS_ERR_LDAP, 0, "%s: a syncrepl entry came without a sync state control", url(s));
         goto cleanup;
     }
-    ber = ber_init(&state_ctrl->ldctl_value);
-    if (ber == NULL || ber_scanf(ber, "{em", &state, &uuid) == LBER_ERROR) {
-        err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed sync state control", url(s));
-        goto cleanup;
-    }
-    if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE && ber_scanf(ber, "m", &cookie) == LBER_ERROR) {
-        err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed cookie in a sync state control", url(s));
+    err = col_syncrepl_parse_state(&state_ctrl->ldctl_value, &state, &uuid, &cookie, &ber);
+    if (err != NULL) {
+        err = cs_err_wrap(err, "%s", url(s));
         goto cleanup;
     }
     dn = ldap_get_dn(ld, msg);
@@ -348,14 +395,15 @@ static cs_err *handle_result(col_syncrepl *s, LDAPMessage *msg, col_change_cb cb
     }
     done = ldap_control_find(LDAP_CONTROL_SYNC_DONE, ctrls, NULL);
     if (done != NULL && done->ldctl_value.bv_len > 0) {
-        BerElement *ber = ber_init(&done->ldctl_value);
+        BerElement *ber = NULL;
         struct berval cookie = {0, NULL};
-        ber_len_t len;
-        if (ber == NULL || ber_scanf(ber, "{") == LBER_ERROR ||
-            (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE && ber_scanf(ber, "m", &cookie) == LBER_ERROR))
+        err = col_syncrepl_parse_done(&done->ldctl_value, &cookie, &ber);
+        if (err != NULL) {
+            cs_err_free(err);
             err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed syncDone control", url(s));
-        else
+        } else {
             err = new_cookie(s, &cookie, cb, ctx, n);
+        }
         if (ber != NULL)
             ber_free(ber, 1);
     }
@@ -426,7 +474,15 @@ cs_err *col_syncrepl_step(col_syncrepl *s, long long wait_ms, size_t max_message
     for (size_t i = 0; i < max_messages && err == NULL && s->active; i++) {
         struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
         LDAPMessage *msg = NULL;
-        int rc = ldap_result(ld, s->msgid, LDAP_MSG_ONE, &tv, &msg);
+        int rc;
+        /* A signal (SIGHUP: compare the secret files) cuts select() short; without LDAP_OPT_RESTART libldap
+           reports that as LDAP_SERVER_DOWN and the service would reconnect although the connection is
+           intact. With it libldap keeps waiting for the rest of wait_ms on the same search, and the caller
+           polls its secrets after the step. Only around this wait: elsewhere a bounded operation may be cut
+           short by SIGTERM. */
+        ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON);
+        rc = ldap_result(ld, s->msgid, LDAP_MSG_ONE, &tv, &msg);
+        ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_OFF);
         if (rc == 0)
             break; /* nothing within wait_ms */
         if (rc == -1) {
@@ -537,7 +593,6 @@ cs_err *col_syncrepl_position(col_ldap *c, const char *base, void **cookie, size
     struct berval ck = {0, NULL};
     long long ms = col_ldap_timeout_ms(c);
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    ber_len_t len;
     cs_err *err = NULL;
     int rc, result = LDAP_SUCCESS;
 
@@ -560,9 +615,9 @@ cs_err *col_syncrepl_position(col_ldap *c, const char *base, void **cookie, size
     }
     done = ldap_control_find(LDAP_CONTROL_SYNC_DONE, rctrls, NULL);
     if (done != NULL && done->ldctl_value.bv_len > 0) {
-        ber = ber_init(&done->ldctl_value);
-        if (ber == NULL || ber_scanf(ber, "{") == LBER_ERROR ||
-            (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE && ber_scanf(ber, "m", &ck) == LBER_ERROR)) {
+        err = col_syncrepl_parse_done(&done->ldctl_value, &ck, &ber);
+        if (err != NULL) {
+            cs_err_free(err);
             err = cs_err_new(CS_ERR_INVALID_INPUT, 0, "%s: malformed syncDone control", col_ldap_url(c));
             goto cleanup;
         }

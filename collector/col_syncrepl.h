@@ -57,7 +57,8 @@ cs_err *col_syncrepl_start_scoped(col_ldap *c, const char *const *base_dns, size
 /*
  * Processes at most `max_messages` messages, waiting at most `wait_ms` for each (0: only what is already
  * there). *n_changes counts callbacks. *ended is set when the server ended the search (then the handle
- * is done; start a new one). Stops at the first callback error.
+ * is done; start a new one). Stops at the first callback error. A signal during the wait (EINTR) is no
+ * error: the wait goes on (LDAP_OPT_RESTART) and the search stays active.
  */
 cs_err *col_syncrepl_step(col_syncrepl *s, long long wait_ms, size_t max_messages, col_change_cb cb,
                           void *ctx, size_t *n_changes, bool *ended);
@@ -78,6 +79,17 @@ void col_syncrepl_free(col_syncrepl *s);
  */
 cs_err *col_syncrepl_handle_info(col_syncrepl *s, const struct berval *value, col_change_cb cb, void *ctx,
                                  size_t *n_changes);
+
+/*
+ * Reads a Sync State Control value (RFC 4533 2.2: state, entryUUID, optional cookie). *uuid and *cookie point
+ * into *ber (valid until the caller frees it with ber_free(*ber, 1)); an absent cookie has bv_val NULL.
+ * Malformed BER is CS_ERR_INVALID_INPUT, and then nothing is left to free. Exposed for fuzzing.
+ */
+cs_err *col_syncrepl_parse_state(const struct berval *value, int *state, struct berval *uuid,
+                                 struct berval *cookie, BerElement **ber);
+
+/* Reads a Sync Done Control value (RFC 4533 2.4) the same way: *cookie points into *ber, or is absent. */
+cs_err *col_syncrepl_parse_done(const struct berval *value, struct berval *cookie, BerElement **ber);
 
 /* For tests: a handle without a connection, to drive col_syncrepl_handle_info(). Free with col_syncrepl_free(). */
 cs_err *col_syncrepl_new_unconnected(col_syncrepl **out);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "col_control.h"
 #include "col_scope.h"
 #include "cs_log.h"
 
@@ -257,7 +258,6 @@ static cs_err *search_nc(col_usn *u, const char *nc, const char *filter, col_cha
         LDAPMessage *res = NULL, *e;
         struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
         struct berval empty = {0, NULL}, next = {0, NULL};
-        ber_int_t count = 0;
         int result = LDAP_SUCCESS;
 
         rc = ldap_create_page_control(ld, page_size, cookie != NULL ? cookie : &empty, 1, &page);
@@ -288,8 +288,10 @@ static cs_err *search_nc(col_usn *u, const char *nc, const char *filter, col_cha
         ber_bvfree(cookie);
         cookie = NULL;
         resp = err == NULL ? ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, rctrls, NULL) : NULL;
-        if (resp != NULL && ldap_parse_pageresponse_control(ld, resp, &count, &next) == LDAP_SUCCESS) {
-            if (next.bv_len > 0)
+        if (resp != NULL) {
+            err = cs_err_wrap(col_control_parse_page(ld, resp, COL_CONTROL_MAX_PAGE_COOKIE, &next), "%s",
+                              col_ldap_url(u->c));
+            if (err == NULL && next.bv_len > 0)
                 cookie = ber_bvdup(&next);
             ber_memfree(next.bv_val);
         }

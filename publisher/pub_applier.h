@@ -30,6 +30,10 @@ typedef struct pub_write {
     int32_t partition;          /* where the event came from, for logs */
     int64_t offset;
     int attempt; /* 1 on the first delivery; higher when it came back from the retry topic */
+    /* Pre-resolved target (may be NULL: resolve from the event's identity). Set for writes the multi-site
+     * step adds: a clear of the recipient an object was re-mapped away from, or a handover. Needs at least
+     * identity (else external_directory_object_id) and recipient_type_details (picks the Set-* cmdlet). */
+    const Certsync__V1__Recipient *recipient;
 } pub_write;
 
 typedef enum pub_apply_status {
@@ -71,6 +75,15 @@ typedef struct pub_applier {
      * HTTP"). May be NULL when the applier never leaves anything in flight.
      */
     void (*quiesce)(void *ctx);
+    /*
+     * Optional, used with sources.priority (NULL: precedence cannot be decided before writing, so every write
+     * goes ahead as decided; re-maps are still settled after applying): resolves the
+     * recipient of each of `n` writes WITHOUT writing, filling recipient_id, recipient_identity,
+     * recipient_type, primary_smtp_address and resolved_by of `outcomes[i]` (zeroed by the caller) when found
+     * and leaving recipient_id empty when not found or failed (apply() reports that later). Answers are
+     * cached by object key, so the apply() that follows does not ask again. Errors as apply().
+     */
+    cs_err *(*resolve)(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes);
     void *ctx;
 } pub_applier;
 

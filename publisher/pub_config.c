@@ -13,6 +13,7 @@ static const char *const resolve_values[] = {"immutable_id", "sid", "upn", "mail
 
 #define SEC(x) ((x)*1000LL)
 #define MIN(x) ((x)*60000LL)
+#define HOUR(x) ((x)*3600000LL)
 
 /* Entra tenant and application ids are GUIDs: 8-4-4-4-12 hex digits. */
 static const char *check_guid(const char *v)
@@ -155,6 +156,42 @@ static const cs_config_row pub_rows[] = {
      .def = "immutable_id,sid,upn,mail",
      .allowed = resolve_values,
      .desc = "How a directory object is matched to an Exchange recipient, first match wins."},
+    {.name = "sources.priority",
+     .type = CS_CONFIG_LIST,
+     .desc =
+         "Multi-site precedence: source ids (the collectors' source.id), best first. When one person is "
+         "in several sources, the recipient takes the certificates of the best source that has the person "
+         "with certificates; sources not listed rank after the listed ones, and among equal ranks the "
+         "newest change wins. Needs one publisher instance owning every events partition (replicas: 1); "
+         "an instance owning only some pauses and is not ready (docs/architecture.md, Multi-site)."},
+    {.name = "retry.not_found.first_delay",
+     .type = CS_CONFIG_DURATION,
+     .def = "5m",
+     .min = SEC(1),
+     .max = HOUR(24),
+     .desc = "Wait before the first retry of an event whose recipient is not found: usually \"not yet\", it "
+             "appears after the next Entra Connect cycle. The event waits in topics.retry; later events of "
+             "other recipients go on."},
+    {.name = "retry.not_found.factor",
+     .type = CS_CONFIG_INT,
+     .def = "3",
+     .min = 1,
+     .max = 10,
+     .desc = "Each further wait of a not-found recipient is the previous one times this (1: constant)."},
+    {.name = "retry.not_found.max_delay",
+     .type = CS_CONFIG_DURATION,
+     .def = "6h",
+     .min = SEC(1),
+     .max = HOUR(7 * 24),
+     .desc = "Longest wait between two tries of a not-found recipient (at least "
+             "retry.not_found.first_delay)."},
+    {.name = "retry.not_found.attempts",
+     .type = CS_CONFIG_INT,
+     .def = "8",
+     .min = 1,
+     .max = 100,
+     .desc = "Try at which a recipient still not found goes to topics.dlq with reason RECIPIENT_NOT_FOUND "
+             "(the redrive command sends it back); 1 dead-letters at once."},
     CS_SERVICE_CONFIG_BATCH_ROWS("500", "1s"),
     CS_SERVICE_CONFIG_ROWS(9465),
     CS_SERVICE_CONFIG_KAFKA_ROW("group.id defaults to " PUB_CONFIG_DEFAULT_GROUP_ID
@@ -192,6 +229,13 @@ static void pub_finalize(cs_config *c)
             cs_config_add_warning(c, "o365.client_secret_file",
                                   "o365.client_secret_file is ignored with o365.auth: certificate");
     }
+    if (cs_config_key_ok(c, "retry.not_found.first_delay") &&
+        cs_config_key_ok(c, "retry.not_found.max_delay") &&
+        cs_config_get_duration_ms(c, "retry.not_found.max_delay") <
+            cs_config_get_duration_ms(c, "retry.not_found.first_delay"))
+        cs_config_add_error(c, "retry.not_found.max_delay",
+                            "retry.not_found.max_delay is shorter than retry.not_found.first_delay: raise it "
+                            "(or lower retry.not_found.first_delay)");
     cs_service_config_finalize_kafka(c, PUB_CONFIG_TXN_ID_PREFIX, "publisher.instance_id", "set");
     /* Offsets commit inside the publisher's transactions; anything else breaks exactly-once. */
     for (size_t i = 0; i < cs_config_prefix_count(c, "kafka."); i++) {
@@ -268,6 +312,10 @@ cs_err *pub_config_load(const char *path, pub_config **out)
     for (size_t i = 0; i < n && i < PUB_RESOLVE_MAX; i++)
         cfg->resolve_order[cfg->resolve_count++] =
             (pub_resolve)cs_config_enum_index(resolve_values, order[i]);
+    cfg->not_found_first_delay_ms = cs_config_get_duration_ms(raw, "retry.not_found.first_delay");
+    cfg->not_found_factor = (int)cs_config_get_int(raw, "retry.not_found.factor");
+    cfg->not_found_max_delay_ms = cs_config_get_duration_ms(raw, "retry.not_found.max_delay");
+    cfg->not_found_attempts = (int)cs_config_get_int(raw, "retry.not_found.attempts");
     cfg->batch_max_events = (int)cs_config_get_int(raw, "batch.max_events");
     cfg->batch_max_wait_ms = cs_config_get_duration_ms(raw, "batch.max_wait");
     cfg->admin_listen = cs_config_get_string(raw, "admin.listen");
@@ -281,12 +329,21 @@ cs_err *pub_config_load(const char *path, pub_config **out)
     err = cs_policy_config_build(raw, CS_POLICY_CONFIG_FULL, &cfg->policy);
     if (err)
         goto cleanup;
+    const char *const *prio = NULL;
+    size_t n_prio = cs_config_get_list(raw, "sources.priority", &prio);
+    err = pub_owner_rules_new(prio, n_prio, &cfg->owner_rules);
+    if (err) {
+        err = cs_err_wrap(err, "%s", path);
+        goto cleanup;
+    }
     *out = cfg;
     cfg = NULL;
     raw = NULL;
 cleanup:
-    if (cfg)
+    if (cfg) {
         cs_policy_free(cfg->policy);
+        pub_owner_rules_free(cfg->owner_rules);
+    }
     free(cfg);
     cs_config_free(raw);
     return err;
@@ -297,6 +354,7 @@ void pub_config_free(pub_config *cfg)
     if (!cfg)
         return;
     cs_policy_free(cfg->policy);
+    pub_owner_rules_free(cfg->owner_rules);
     cs_config_free(cfg->raw);
     free(cfg);
 }

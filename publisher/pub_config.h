@@ -17,6 +17,7 @@
 #include "cs_log.h"
 #include "cs_policy.h"
 #include "cs_policy_config.h"
+#include "pub_owner.h"
 
 #define PUB_CONFIG_DEFAULT_GROUP_ID "certsync-publisher"
 #define PUB_CONFIG_TXN_ID_PREFIX "certsync-publisher-"
@@ -69,13 +70,19 @@ typedef struct pub_config {
     long long http_timeout_ms;
     pub_resolve resolve_order[PUB_RESOLVE_MAX];
     size_t resolve_count;
+    /* retry.not_found.*: the waits of a recipient that is not found yet (pub_o365.h) */
+    long long not_found_first_delay_ms;
+    int not_found_factor;
+    long long not_found_max_delay_ms;
+    int not_found_attempts;
     int batch_max_events;
     long long batch_max_wait_ms;
     const char *admin_listen;
     const char *admin_host;
     int admin_port;
     cs_log_level log_level;
-    cs_policy *policy; /* from policy.* (every rule), built at load: owned by the config */
+    cs_policy *policy;            /* from policy.* (every rule), built at load: owned by the config */
+    pub_owner_rules *owner_rules; /* sources.priority (pub_owner.h): owned by the config */
     unsigned readiness_expiring_soon_days; /* readiness.expiring_soon_days */
     char transactional_id[160];            /* certsync-publisher-<publisher.instance_id> */
     cs_config *raw;                        /* the loaded file: kafka.* properties and warnings */

@@ -6,17 +6,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cs_log.h"
 
 #define FAC "consumer"
 #define MAX_TOPICS 8
 #define QUERY_TIMEOUT_MS 10000
+/* A restore that failed with a retriable error (a broker died: "Not leader for partition" until the new
+ * leader is known) is tried again from poll, every RESTORE_RETRY_MS, at most RESTORE_MAX_RETRIES times. */
+#define RESTORE_RETRY_MS 1000
+#define RESTORE_MAX_RETRIES 120
 
 struct pub_consumer {
     rd_kafka_t *rk;
     pub_consumer_hooks hooks;
     cs_err *assign_err; /* from on_assign, returned by the next poll */
+    /* Partitions the group gave us whose restore failed retriably: assigned (the eager protocol wants the
+     * callback's assign, and the group counts them as ours either way) but paused, so nothing of them is
+     * fetched and their position stays at the committed offset until the restore, retried from poll,
+     * succeeds and resumes them. */
+    rd_kafka_topic_partition_list_t *pending;
+    long long pending_next_ms;
+    int pending_tries;
     int closed;
 };
 
@@ -29,31 +41,75 @@ static cs_err *set(rd_kafka_conf_t *conf, const char *name, const char *value)
     return NULL;
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void drop_pending(pub_consumer *c)
+{
+    if (c->pending)
+        rd_kafka_topic_partition_list_destroy(c->pending);
+    c->pending = NULL;
+    c->pending_tries = 0;
+}
+
+/* Keeps the first error for the next poll; frees later ones. */
+static void keep_err(pub_consumer *c, cs_err *e)
+{
+    if (!c->assign_err)
+        c->assign_err = e;
+    else
+        cs_err_free(e);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque)
 {
     pub_consumer *c = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         cs_log_info(FAC, "assigned %d partition(s)", parts->cnt);
+        drop_pending(c);
         cs_err *e = c->hooks.on_assign ? c->hooks.on_assign(c->hooks.opaque, parts) : NULL;
-        if (e) {
+        if (e && !cs_err_is_retriable(e)) {
+            /* Nothing to wait for: the service stops (fatal) rather than process without state. */
             cs_log_error(FAC, "restoring state for the assigned partitions failed: %s", cs_err_message(e));
-            if (!c->assign_err)
-                c->assign_err = e;
-            else
-                cs_err_free(e);
+            keep_err(c, cs_err_new(CS_ERR_KAFKA, CS_ERR_F_FATAL, "%s", cs_err_message(e)));
+            cs_err_free(e);
             rd_kafka_assign(rk, NULL);
             return;
         }
         rd_kafka_resp_err_t ae = rd_kafka_assign(rk, parts);
-        if (ae && !c->assign_err)
-            c->assign_err =
-                cs_err_new(CS_ERR_KAFKA, CS_ERR_F_FATAL, "assign failed: %s", rd_kafka_err2str(ae));
+        if (ae) {
+            cs_err_free(e);
+            keep_err(c, cs_err_new(CS_ERR_KAFKA, CS_ERR_F_FATAL, "assign failed: %s", rd_kafka_err2str(ae)));
+            return;
+        }
+        if (!e)
+            return;
+        /* Retriable (a leader moving): keep the partitions, paused, and retry from poll. Records fetched
+         * between the assign and the pause are discarded by librdkafka (the pause bumps the partition's op
+         * version), so the position stays at the committed offset. */
+        cs_log_warn(FAC, "restoring state for the assigned partitions failed, retrying every %d ms: %s",
+                    RESTORE_RETRY_MS, cs_err_message(e));
+        cs_err_free(e);
+        c->pending = rd_kafka_topic_partition_list_copy(parts);
+        c->pending_next_ms = mono_ms() + RESTORE_RETRY_MS;
+        ae = rd_kafka_pause_partitions(rk, c->pending);
+        if (ae)
+            keep_err(c, cs_err_new(CS_ERR_KAFKA, CS_ERR_F_FATAL,
+                                   "pausing the partitions to restore failed: %s", rd_kafka_err2str(ae)));
         return;
     }
     /* Revoke (or a lost assignment, which librdkafka also reports as an error here): the hook first, so no
-     * write of ours is still in flight and no transaction is open when the partitions go. */
+     * write of ours is still in flight and no transaction is open when the partitions go. Partitions still
+     * waiting for their restore are resumed first so no pause of ours outlives the assignment. */
     cs_log_info(FAC, "revoking %d partition(s) (%s)", parts ? parts->cnt : 0, rd_kafka_err2name(err));
+    if (c->pending)
+        rd_kafka_resume_partitions(rk, c->pending);
+    drop_pending(c);
     if (c->hooks.on_revoke && parts)
         c->hooks.on_revoke(c->hooks.opaque, parts);
     rd_kafka_assign(rk, NULL);
@@ -135,9 +191,47 @@ cs_err *pub_consumer_subscribe(pub_consumer *c, const char *const *topics, size_
     return NULL;
 }
 
+/* Retries the restore of c->pending when due; resumes the partitions once it succeeds. Returns a fatal error
+ * after RESTORE_MAX_RETRIES failures or a non-retriable one (the service exits and a restart rejoins). */
+static cs_err *retry_pending(pub_consumer *c)
+{
+    if (!c->pending || mono_ms() < c->pending_next_ms)
+        return NULL;
+    cs_err *e = c->hooks.on_assign ? c->hooks.on_assign(c->hooks.opaque, c->pending) : NULL;
+    if (e) {
+        c->pending_tries++;
+        if (!cs_err_is_retriable(e) || c->pending_tries >= RESTORE_MAX_RETRIES) {
+            cs_err *f =
+                cs_err_new(CS_ERR_KAFKA, CS_ERR_F_FATAL,
+                           "restoring the state of %d assigned partition(s) failed %d times, last: %s; "
+                           "check the brokers (the events and state topics' leaders)",
+                           c->pending->cnt, c->pending_tries + 1, cs_err_message(e));
+            cs_err_free(e);
+            drop_pending(c);
+            return f;
+        }
+        cs_log_warn(FAC, "restoring state for the assigned partitions failed again (try %d of %d): %s",
+                    c->pending_tries + 1, RESTORE_MAX_RETRIES, cs_err_message(e));
+        cs_err_free(e);
+        c->pending_next_ms = mono_ms() + RESTORE_RETRY_MS;
+        return NULL;
+    }
+    rd_kafka_resp_err_t ae = rd_kafka_resume_partitions(c->rk, c->pending);
+    cs_log_info(FAC, "restored state for %d assigned partition(s) on try %d", c->pending->cnt,
+                c->pending_tries + 2);
+    drop_pending(c);
+    if (ae)
+        return cs_err_new(CS_ERR_KAFKA, CS_ERR_F_FATAL, "resuming the restored partitions failed: %s",
+                          rd_kafka_err2str(ae));
+    return NULL;
+}
+
 cs_err *pub_consumer_poll(pub_consumer *c, int timeout_ms, rd_kafka_message_t **out)
 {
     *out = NULL;
+    cs_err *re = retry_pending(c);
+    if (re)
+        return re;
     if (c->assign_err) {
         cs_err *e = c->assign_err;
         c->assign_err = NULL;
@@ -227,6 +321,7 @@ void pub_consumer_destroy(pub_consumer *c)
         rd_kafka_destroy(c->rk);
     }
     cs_err_free(c->assign_err);
+    drop_pending(c);
     free(c);
 }
 

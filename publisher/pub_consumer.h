@@ -9,8 +9,11 @@
  *  - enable.partition.eof=true: the pipeline needs to know when it has read up to the last stable offset.
  *  - The rebalance callback calls the hooks: on revoke FIRST the caller's on_revoke (quiesce the applier,
  *    abort an open transaction, drop state), then unassigns; on assign FIRST on_assign (restore applied
- *    state), then assigns. An on_assign error is kept and returned by the next pub_consumer_poll() (fatal),
- *    and the partitions are not consumed: the service must restart rather than process without state.
+ *    state), then assigns. A retriable on_assign error (a leader moving during a broker failover) assigns the
+ *    partitions PAUSED: nothing of them is fetched, their position stays at the committed offset, and
+ *    pub_consumer_poll() retries on_assign every second (at most 120 times) and resumes them once it
+ *    succeeds; a revoke drops the retry. Any other on_assign error, or the last failed retry, is returned by
+ *    the next pub_consumer_poll() as fatal: the service restarts rather than process without state.
  *
  * Not thread-safe; the hooks run inside pub_consumer_poll() and pub_consumer_close().
  */

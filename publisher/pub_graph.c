@@ -170,11 +170,43 @@ static void copy_str(char *dst, size_t cap, json_t *obj, const char *key)
     snprintf(dst, cap, "%s", json_is_string(v) ? json_string_value(v) : "");
 }
 
+pub_graph_status pub_graph_parse_lookup(const char *body, size_t len, pub_graph_user *user, const char **why,
+                                        bool *retriable)
+{
+    json_error_t jerr;
+    json_t *root = body ? json_loadb(body, len, 0, &jerr) : NULL;
+    json_t *value = json_object_get(root, "value");
+    pub_graph_status st = PUB_GRAPH_ERROR;
+    memset(user, 0, sizeof *user);
+    *why = "";
+    *retriable = false;
+    if (!json_is_array(value)) {
+        *why = "no \"value\" array";
+        *retriable = true;
+    } else if (json_array_size(value) == 0) {
+        st = PUB_GRAPH_NOT_FOUND;
+    } else if (json_array_size(value) > 1) {
+        st = PUB_GRAPH_AMBIGUOUS;
+    } else {
+        json_t *u = json_array_get(value, 0);
+        copy_str(user->id, sizeof user->id, u, "id");
+        copy_str(user->user_principal_name, sizeof user->user_principal_name, u, "userPrincipalName");
+        copy_str(user->mail, sizeof user->mail, u, "mail");
+        copy_str(user->on_premises_immutable_id, sizeof user->on_premises_immutable_id, u,
+                 "onPremisesImmutableId");
+        if (user->id[0])
+            st = PUB_GRAPH_FOUND;
+        else
+            *why = "user without an id";
+    }
+    json_decref(root);
+    return st;
+}
+
 static void on_done(void *ctx, const pub_http_response *resp)
 {
     graph_op *op = ctx;
     cs_err *err = NULL;
-    json_t *root = NULL;
     if (resp->outcome == PUB_HTTP_UNAUTHORIZED && !op->refreshed) {
         op->refreshed = true;
         pub_token_invalidate(op->g->tokens, PUB_RESOURCE_GRAPH, op->token);
@@ -192,37 +224,29 @@ static void on_done(void *ctx, const pub_http_response *resp)
         cs_err_free(err);
         return;
     }
-    json_error_t jerr;
-    root = json_loadb(resp->body, resp->body_len, 0, &jerr);
-    json_t *value = json_object_get(root, "value");
-    if (!json_is_array(value)) {
-        err = cs_err_new(CS_ERR_HTTP, CS_ERR_F_RETRIABLE,
-                         "Graph lookup %s: no \"value\" array (client-request-id %s)", op->what,
-                         resp->client_request_id);
-        finish(op, PUB_GRAPH_ERROR, NULL, err, -1);
-        cs_err_free(err);
-    } else if (json_array_size(value) == 0) {
+    pub_graph_user user;
+    const char *why = NULL;
+    bool retriable = false;
+    switch (pub_graph_parse_lookup(resp->body, resp->body_len, &user, &why, &retriable)) {
+    case PUB_GRAPH_FOUND:
+        finish(op, PUB_GRAPH_FOUND, &user, NULL, -1);
+        break;
+    case PUB_GRAPH_NOT_FOUND:
         finish(op, PUB_GRAPH_NOT_FOUND, NULL, NULL, -1);
-    } else if (json_array_size(value) > 1) {
+        break;
+    case PUB_GRAPH_AMBIGUOUS:
         cs_log_kv(CS_LOG_WARN, PUB_GRAPH_FAC, "lookup matched more than one user", "lookup", op->what, NULL);
         finish(op, PUB_GRAPH_AMBIGUOUS, NULL, NULL, -1);
-    } else {
-        json_t *u = json_array_get(value, 0);
-        pub_graph_user user;
-        copy_str(user.id, sizeof user.id, u, "id");
-        copy_str(user.user_principal_name, sizeof user.user_principal_name, u, "userPrincipalName");
-        copy_str(user.mail, sizeof user.mail, u, "mail");
-        copy_str(user.on_premises_immutable_id, sizeof user.on_premises_immutable_id, u,
-                 "onPremisesImmutableId");
-        if (!user.id[0]) {
-            err = cs_err_new(CS_ERR_HTTP, 0, "Graph lookup %s: user without an id", op->what);
-            finish(op, PUB_GRAPH_ERROR, NULL, err, -1);
-            cs_err_free(err);
-        } else {
-            finish(op, PUB_GRAPH_FOUND, &user, NULL, -1);
-        }
+        break;
+    case PUB_GRAPH_ERROR:
+        /* No "value" array: a proxy or an outage page, worth a retry; a user without an id is not. */
+        err =
+            cs_err_new(CS_ERR_HTTP, retriable ? CS_ERR_F_RETRIABLE : 0,
+                       "Graph lookup %s: %s (client-request-id %s)", op->what, why, resp->client_request_id);
+        finish(op, PUB_GRAPH_ERROR, NULL, err, -1);
+        cs_err_free(err);
+        break;
     }
-    json_decref(root);
 }
 
 cs_err *pub_graph_find_user(pub_graph *g, pub_resolve key, const char *value, pub_graph_done_fn done,

@@ -67,4 +67,12 @@ cs_err *pub_graph_build_url(const char *graph_url, pub_resolve key, const char *
 /* The immutable id of an objectGUID (its 16 bytes as stored in AD, base64): `out` gets 24 chars + NUL. */
 bool pub_graph_immutable_id(const unsigned char guid[16], char out[25]);
 
+/*
+ * Reads a Graph user lookup body (exposed for tests and fuzzing): a "value" array of none, one or several
+ * users. FOUND fills *user (strings truncated to their fields); ERROR sets *why (static text) and
+ * *retriable (true when the body has no "value" array at all: an outage page rather than an answer).
+ */
+pub_graph_status pub_graph_parse_lookup(const char *body, size_t len, pub_graph_user *user, const char **why,
+                                        bool *retriable);
+
 #endif

@@ -26,7 +26,19 @@
 #define PUB_HTTP_MAX_PENDING 100000   /* bound on queued requests: a caller bug beyond that */
 #define PUB_HTTP_MAX_WAIT_SECONDS (7LL * 24 * 3600)
 
+#define PUB_HTTP_PACE_BUCKETS 8   /* APIs paced separately (Exchange, Graph, token, ...); more share none */
+#define PUB_HTTP_PACE_KEY_MAX 256 /* scheme://host[:port]/first-segment, longer URLs are not paced */
+
 typedef enum req_state { REQ_QUEUED, REQ_ACTIVE } req_state;
+
+/* What the Rate-Limit-* headers of one API said last (see "Pacing" in pub_http.h). */
+typedef struct pace_bucket {
+    char key[PUB_HTTP_PACE_KEY_MAX];
+    size_t active;         /* requests of this API on the wire */
+    long long hold_until;  /* monotonic ms: start nothing before (budget used up) */
+    long long interval_ms; /* 0: no spreading; else at least this long between starts */
+    long long last_start;  /* monotonic ms of the last start */
+} pace_bucket;
 
 typedef struct pub_http_req {
     struct pub_http_req *next, *prev;
@@ -49,6 +61,7 @@ typedef struct pub_http_req {
     char request_id[PUB_HTTP_MAX_HEADER_VALUE];
     long rl_limit, rl_remaining, rl_reset;
     char curl_err[CURL_ERROR_SIZE];
+    int bucket; /* pace bucket index, -1: not paced */
 } pub_http_req;
 
 struct pub_http {
@@ -57,7 +70,11 @@ struct pub_http {
     pub_http_req *head, *tail;
     size_t pending, active;
     const char *capath; /* libcurl's built-in CA directory, or NULL */
+    pace_bucket pace[PUB_HTTP_PACE_BUCKETS];
+    size_t n_pace;
 };
+
+static int pace_bucket_of(pub_http *h, const char *url);
 
 static long long mono_ms(void)
 {
@@ -317,6 +334,7 @@ cs_err *pub_http_submit(pub_http *h, const pub_http_request *req, char *crid_out
     else
         h->head = r;
     h->tail = r;
+    r->bucket = pace_bucket_of(h, r->url);
     h->pending++;
     if (crid_out)
         memcpy(crid_out, r->crid, PUB_UUID_LEN + 1);
@@ -354,7 +372,7 @@ static void copy_value(char *dst, size_t cap, const char *v, size_t len)
     dst[len] = '\0';
 }
 
-static long parse_long_header(const char *v, size_t len)
+long pub_http_parse_count(const char *v, size_t len)
 {
     char tmp[32];
     copy_value(tmp, sizeof tmp, v, len);
@@ -390,13 +408,88 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *userdata)
     else if (IS("request-id"))
         copy_value(r->request_id, sizeof r->request_id, v, vlen);
     else if (IS("Rate-Limit-Limit"))
-        r->rl_limit = parse_long_header(v, vlen);
+        r->rl_limit = pub_http_parse_count(v, vlen);
     else if (IS("Rate-Limit-Remaining"))
-        r->rl_remaining = parse_long_header(v, vlen);
+        r->rl_remaining = pub_http_parse_count(v, vlen);
     else if (IS("Rate-Limit-Reset"))
-        r->rl_reset = parse_long_header(v, vlen);
+        r->rl_reset = pub_http_parse_count(v, vlen);
 #undef IS
     return n;
+}
+
+/* The pace bucket of `url` (scheme://authority/first-segment), created on first use; -1 when the URL is too
+ * long or every bucket is taken (then the request is not paced: bounded, never an error). */
+static int pace_bucket_of(pub_http *h, const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (!p)
+        return -1;
+    p = strchr(p + 3, '/');
+    size_t len = p ? (size_t)(p - url) + 1 + strcspn(p + 1, "/?#") : strlen(url);
+    if (len >= PUB_HTTP_PACE_KEY_MAX)
+        return -1;
+    for (size_t i = 0; i < h->n_pace; i++)
+        if (strlen(h->pace[i].key) == len && strncmp(h->pace[i].key, url, len) == 0)
+            return (int)i;
+    if (h->n_pace >= PUB_HTTP_PACE_BUCKETS)
+        return -1;
+    pace_bucket *b = &h->pace[h->n_pace];
+    memset(b, 0, sizeof *b);
+    memcpy(b->key, url, len);
+    b->key[len] = '\0';
+    return (int)h->n_pace++;
+}
+
+/* Ms until a request of bucket `bi` may start (0: now). */
+static long long pace_wait(const pub_http *h, int bi, long long now)
+{
+    if (bi < 0 || h->o.no_pacing)
+        return 0;
+    const pace_bucket *b = &h->pace[bi];
+    long long at = b->hold_until;
+    if (b->interval_ms > 0 && b->last_start + b->interval_ms > at)
+        at = b->last_start + b->interval_ms;
+    return at > now ? at - now : 0;
+}
+
+/* Learns from a finished attempt's Rate-Limit-* headers (r is no longer counted as active). */
+static void pace_update(pub_http *h, const pub_http_req *r)
+{
+    if (r->bucket < 0 || h->o.no_pacing || r->rl_remaining < 0 || r->rl_reset < 0)
+        return;
+    pace_bucket *b = &h->pace[r->bucket];
+    long long now = mono_ms();
+    long long reset_ms = (r->rl_reset > PUB_HTTP_MAX_PACE_S ? PUB_HTTP_MAX_PACE_S : r->rl_reset) * 1000LL;
+    long long low = r->rl_limit > 0 ? r->rl_limit / 10 : 0;
+    if (low < 2LL * h->o.max_inflight)
+        low = 2LL * h->o.max_inflight;
+    if (r->rl_remaining > low) {
+        b->interval_ms = 0;
+        return;
+    }
+    /* Each request still on the wire takes one more from the budget. */
+    long long left = (long long)r->rl_remaining - (long long)b->active;
+    if (left > 0) {
+        b->interval_ms = reset_ms / left;
+        return;
+    }
+    long long until = now + reset_ms;
+    long long ra_ms = -1;
+    if (r->status == 429 && r->retry_after[0] &&
+        pub_http_parse_retry_after(r->retry_after, r->date[0] ? r->date : NULL, time(NULL), &ra_ms) &&
+        ra_ms > 0 &&
+        now + (ra_ms < PUB_HTTP_MAX_PACE_S * 1000LL ? ra_ms : PUB_HTTP_MAX_PACE_S * 1000LL) > until)
+        until = now + (ra_ms < PUB_HTTP_MAX_PACE_S * 1000LL ? ra_ms : PUB_HTTP_MAX_PACE_S * 1000LL);
+    if (until > b->hold_until) {
+        char wait_s[32], rem_s[32];
+        snprintf(wait_s, sizeof wait_s, "%lld", until - now);
+        snprintf(rem_s, sizeof rem_s, "%ld", r->rl_remaining);
+        cs_log_kv(CS_LOG_INFO, PUB_HTTP_FAC,
+                  "rate limit budget used up: holding new requests until the reset", "api", b->key,
+                  "remaining", rem_s, "wait_ms", wait_s, NULL);
+        b->hold_until = until;
+    }
+    b->interval_ms = 0;
 }
 
 static cs_err *start_attempt(pub_http *h, pub_http_req *r)
@@ -447,6 +540,10 @@ static cs_err *start_attempt(pub_http *h, pub_http_req *r)
         return cs_err_new(CS_ERR_HTTP, CS_ERR_F_FATAL, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
     r->state = REQ_ACTIVE;
     h->active++;
+    if (r->bucket >= 0) {
+        h->pace[r->bucket].active++;
+        h->pace[r->bucket].last_start = mono_ms();
+    }
     return NULL;
 }
 
@@ -584,6 +681,12 @@ static long long start_due(pub_http *h, cs_err **err)
         }
         if (h->active >= (size_t)h->o.max_inflight)
             continue;
+        long long pw = pace_wait(h, r->bucket, now);
+        if (pw > 0) {
+            if (next < 0 || pw < next)
+                next = pw;
+            continue;
+        }
         *err = start_attempt(h, r);
         if (*err)
             return -1;
@@ -625,7 +728,10 @@ cs_err *pub_http_run(pub_http *h, long long timeout_ms, size_t *completed)
             curl_easy_cleanup(r->easy);
             r->easy = NULL;
             h->active--;
+            if (r->bucket >= 0)
+                h->pace[r->bucket].active--;
             r->state = REQ_QUEUED;
+            pace_update(h, r);
             pub_http_outcome outcome;
             long long ra_ms;
             if (!classify(h, r, cc, &outcome, &ra_ms))
@@ -750,6 +856,8 @@ void pub_http_cancel_all(pub_http *h)
             curl_easy_cleanup(r->easy);
             r->easy = NULL;
             h->active--;
+            if (r->bucket >= 0)
+                h->pace[r->bucket].active--;
         }
         list_remove(h, r);
         complete(r, PUB_HTTP_CANCELLED, CURLE_OK, -1);

@@ -17,9 +17,20 @@
  * Retries are bounded by `max_attempts`; a Retry-After longer than `max_retry_after_ms` is not waited
  * here but handed to the caller (PUB_HTTP_THROTTLED with retry_after_ms) so it can park the work instead
  * of holding anything open. A request that waits does not block the others: the loop keeps serving them.
+ *
+ * Pacing (o365-contract.md: Exchange publishes no number, adapt to Rate-Limit-*): every response's
+ * Rate-Limit-Remaining / -Reset (per API: scheme, host and first path segment) is remembered. When the
+ * remaining budget, less the requests still on the wire, is low (at most a tenth of Rate-Limit-Limit or
+ * 2 x max_inflight), new requests to that API are spread evenly over the seconds to the reset; when it is
+ * used up (or a 429 says Remaining 0), none starts until the reset / Retry-After has passed. A 429 with budget
+ * left (one recipient throttled) delays only that request. Header values are capped
+ * (PUB_HTTP_MAX_PACE_S) so a bogus one cannot stall the client.
  */
 #ifndef PUB_HTTP_H
 #define PUB_HTTP_H
+
+/* Longest pause pacing takes from one Rate-Limit-Reset or Retry-After value (the rest is the caller's). */
+#define PUB_HTTP_MAX_PACE_S 300
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -47,6 +58,7 @@ typedef struct pub_http_opts {
     size_t max_response_bytes;    /* larger bodies fail the request; 0: 8 MiB */
     pub_http_observe_fn observe;  /* NULL: none */
     void *observe_ctx;
+    bool no_pacing; /* true: ignore Rate-Limit-* (see "Pacing" above; for comparisons in tests) */
 } pub_http_opts;
 
 typedef enum pub_http_outcome {
@@ -134,6 +146,12 @@ const char *pub_http_outcome_name(pub_http_outcome o);
  * seconds since the epoch. False on anything else.
  */
 bool pub_http_parse_date(const char *s, time_t *out);
+
+/*
+ * A Rate-Limit-Limit / -Remaining / -Reset header value of `len` bytes (not NUL-terminated, blanks and CRLF
+ * around it allowed): the non-negative decimal count, or -1 when it is not one (exposed for fuzzing).
+ */
+long pub_http_parse_count(const char *v, size_t len);
 
 /*
  * Parses a Retry-After value into milliseconds to wait: delay-seconds, or an HTTP-date measured

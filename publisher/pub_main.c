@@ -67,8 +67,15 @@ int main(int argc, char **argv)
     cs_cli_args args;
     pub_config *cfg = NULL;
     int rc = cs_cli_parse(&cli, argc, argv, &args);
-    if (rc >= 0)
+    if (rc >= 0) {
+        /* cs_cli prints the generic help; the service's exit codes are ours to add. */
+        for (int i = 1; rc == CS_CLI_EXIT_OK && i < argc; i++)
+            if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                fputs("\n" PUB_SERVICE_EXIT_HELP, stdout);
+                break;
+            }
         return rc;
+    }
     if (args.command >= 0 && (args.check_config || args.flag_set[0])) {
         fprintf(stderr,
                 "certsync-publisher: --check-config and --once do not go with the %s command (try --help)\n",

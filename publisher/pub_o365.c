@@ -17,6 +17,9 @@ struct pub_o365 {
     pub_exchange *exo;
     pub_graph *graph;
     pub_resolver *resolver;
+    /* retry.not_found.* (defaults when the config leaves them 0, e.g. a config built by a test) */
+    long long nf_first_ms, nf_max_ms;
+    int nf_factor, nf_attempts;
 };
 
 typedef struct write_op {
@@ -39,6 +42,14 @@ cs_err *pub_o365_new(const pub_config *cfg, const pub_o365_opts *opts, pub_o365 
     pub_o365 *o = calloc(1, sizeof *o);
     if (!o)
         return cs_err_new(CS_ERR_NOMEM, 0, "out of memory");
+    o->nf_first_ms =
+        cfg->not_found_first_delay_ms > 0 ? cfg->not_found_first_delay_ms : PUB_O365_NOT_FOUND_FIRST_DELAY_MS;
+    o->nf_max_ms =
+        cfg->not_found_max_delay_ms > 0 ? cfg->not_found_max_delay_ms : PUB_O365_NOT_FOUND_MAX_DELAY_MS;
+    if (o->nf_max_ms < o->nf_first_ms)
+        o->nf_max_ms = o->nf_first_ms;
+    o->nf_factor = cfg->not_found_factor > 0 ? cfg->not_found_factor : PUB_O365_NOT_FOUND_FACTOR;
+    o->nf_attempts = cfg->not_found_attempts > 0 ? cfg->not_found_attempts : PUB_O365_NOT_FOUND_ATTEMPTS;
     pub_http_opts ho = {.max_inflight = cfg->http_max_inflight,
                         .timeout_ms = cfg->http_timeout_ms,
                         .ca_file = cfg->o365_ca_file,
@@ -123,12 +134,13 @@ cs_err *pub_o365_warm_up(pub_o365 *o)
     return err;
 }
 
-static long long not_found_delay_ms(int attempt)
+/* first x factor^(attempt-1), at most max; the loop stops at max, so it is bounded and cannot overflow. */
+static long long not_found_delay_ms(const pub_o365 *o, int attempt)
 {
-    long long d = 5 * 60 * 1000LL;
-    for (int i = 1; i < attempt && d < 6 * 3600 * 1000LL; i++)
-        d *= 3;
-    return d < 6 * 3600 * 1000LL ? d : 6 * 3600 * 1000LL;
+    long long d = o->nf_first_ms;
+    for (int i = 1; i < attempt && d < o->nf_max_ms; i++)
+        d *= o->nf_factor;
+    return d < o->nf_max_ms ? d : o->nf_max_ms;
 }
 
 static void set_detail(write_op *op, const char *s)
@@ -143,12 +155,12 @@ static void not_found(write_op *op, const char *what)
     snprintf(msg, sizeof msg, "%.32s: no Exchange recipient for %.400s (attempt %d)", what, op->w->object_key,
              attempt);
     set_detail(op, msg);
-    if (attempt >= PUB_O365_NOT_FOUND_ATTEMPTS) {
+    if (attempt >= op->o->nf_attempts) {
         op->out->status = PUB_APPLY_PERMANENT;
         op->out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_RECIPIENT_NOT_FOUND;
     } else {
         op->out->status = PUB_APPLY_RETRY_LATER;
-        op->out->retry_after_ms = not_found_delay_ms(attempt);
+        op->out->retry_after_ms = not_found_delay_ms(op->o, attempt);
     }
     op->done = true;
 }
@@ -294,9 +306,93 @@ pub_exchange *pub_o365_exchange(pub_o365 *o)
     return o->exo;
 }
 
+pub_token_provider *pub_o365_tokens(pub_o365 *o)
+{
+    return o->tokens;
+}
+
 pub_resolver *pub_o365_resolver(pub_o365 *o)
 {
     return o->resolver;
+}
+
+/* A pub_recipient from its proto form (bounded copies). */
+static void recipient_from_proto(const Certsync__V1__Recipient *in, pub_recipient *r)
+{
+    memset(r, 0, sizeof *r);
+    const char *oid = in->external_directory_object_id ? in->external_directory_object_id : "";
+    snprintf(r->external_directory_object_id, sizeof r->external_directory_object_id, "%s", oid);
+    snprintf(r->identity, sizeof r->identity, "%s", in->identity && in->identity[0] ? in->identity : oid);
+    snprintf(r->recipient_type_details, sizeof r->recipient_type_details, "%s",
+             in->recipient_type_details ? in->recipient_type_details : "");
+    snprintf(r->primary_smtp_address, sizeof r->primary_smtp_address, "%s",
+             in->primary_smtp_address ? in->primary_smtp_address : "");
+    snprintf(r->resolved_by, sizeof r->resolved_by, "%s", in->resolved_by ? in->resolved_by : "");
+}
+
+/* One lookup of resolve(): fills the recipient fields of `out` when found. */
+typedef struct resolve_op {
+    pub_apply_outcome *out;
+    bool done;
+    char mail[256];
+} resolve_op;
+
+static void on_looked_up(void *ctx, pub_resolve_status st, const pub_recipient *r, const cs_err *err,
+                         long long retry_after_ms)
+{
+    resolve_op *op = ctx;
+    (void)err;
+    (void)retry_after_ms; /* apply() resolves again and reports the failure with its delay */
+    if (st == PUB_RESOLVE_FOUND && r) {
+        pub_apply_outcome *out = op->out;
+        snprintf(out->recipient_id, sizeof out->recipient_id, "%s", r->external_directory_object_id);
+        snprintf(out->recipient_identity, sizeof out->recipient_identity, "%s", r->identity);
+        snprintf(out->recipient_type, sizeof out->recipient_type, "%s", r->recipient_type_details);
+        snprintf(out->primary_smtp_address, sizeof out->primary_smtp_address, "%s", r->primary_smtp_address);
+        snprintf(out->resolved_by, sizeof out->resolved_by, "%s", r->resolved_by);
+    }
+    op->done = true;
+}
+
+/* pub_applier.resolve: every lookup of the batch concurrently, cached by object key for apply(). */
+static cs_err *resolve(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes)
+{
+    pub_o365 *o = ctx;
+    cs_err *err = NULL;
+    resolve_op *ops = calloc(n ? n : 1, sizeof *ops);
+    if (!ops)
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory resolving %zu recipients", n);
+    for (size_t i = 0; i < n; i++) {
+        resolve_op *op = &ops[i];
+        op->out = &outcomes[i];
+        const Certsync__V1__Identity *id = writes[i].event ? writes[i].event->identity : NULL;
+        if (!id || writes[i].recipient) {
+            op->done = true;
+            continue;
+        }
+        pub_resolve_input in;
+        pub_o365_resolve_input(id, &in, op->mail, sizeof op->mail);
+        cs_err *e = pub_resolver_resolve(o->resolver, writes[i].object_key, &in, on_looked_up, op);
+        if (e) {
+            op->done = true; /* apply() meets the same error and reports it */
+            cs_err_free(e);
+        }
+    }
+    /* Bounded like apply(): every request ends within its timeouts x attempts. */
+    for (;;) {
+        bool all = true;
+        for (size_t i = 0; i < n; i++)
+            all = all && ops[i].done;
+        if (all || pub_http_pending(o->http) == 0)
+            break;
+        err = pub_http_run(o->http, 1000, NULL);
+        if (err)
+            break;
+    }
+    if (err)
+        pub_http_cancel_all(o->http);
+    free(ops);
+    return err;
 }
 
 static cs_err *apply(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes)
@@ -317,6 +413,13 @@ static cs_err *apply(void *ctx, const pub_write *writes, size_t n, pub_apply_out
             op->out->status = PUB_APPLY_PERMANENT;
             op->out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED;
             op->done = true;
+            continue;
+        }
+        if (writes[i].recipient) {
+            /* Pre-resolved (a clear of an old recipient, a handover): no lookup, the cmdlet from its type. */
+            pub_recipient r;
+            recipient_from_proto(writes[i].recipient, &r);
+            on_resolved(op, PUB_RESOLVE_FOUND, &r, NULL, 0);
             continue;
         }
         pub_resolve_input in;
@@ -366,6 +469,6 @@ static void quiesce(void *ctx)
 
 pub_applier pub_o365_applier(pub_o365 *o)
 {
-    pub_applier a = {.apply = apply, .quiesce = quiesce, .ctx = o};
+    pub_applier a = {.apply = apply, .quiesce = quiesce, .resolve = resolve, .ctx = o};
     return a;
 }

@@ -8,8 +8,9 @@
  *   written                       -> APPLIED / CLEARED with the recipient
  *   write scope                   -> PERMANENT WRITE_SCOPE (the fix in the detail)
  *   values refused / no cmdlet    -> PERMANENT REJECTED
- *   not found (resolve or write)  -> RETRY_LATER with a delay growing with the attempt (5 min x 3^(n-1),
- *                                    at most 6 h) and, from attempt PUB_O365_NOT_FOUND_ATTEMPTS on,
+ *   not found (resolve or write)  -> RETRY_LATER with a delay growing with the attempt (first x
+ *                                    factor^(n-1), at most max: retry.not_found.*, default 5 min x 3^(n-1)
+ *                                    up to 6 h) and, from attempt retry.not_found.attempts (default 8) on,
  *                                    PERMANENT RECIPIENT_NOT_FOUND: "not found" is usually "not yet"
  *   throttled                     -> RETRY_LATER after Retry-After (a wait up to PUB_O365_MAX_INLINE_WAIT_MS
  *                                    happens inside pub_http; longer ones come back here to be parked)
@@ -27,7 +28,11 @@
 #include "pub_resolver.h"
 #include "pub_token.h"
 
+/* Defaults of retry.not_found.* (pub_config.c), used when the config leaves a field 0. */
 #define PUB_O365_NOT_FOUND_ATTEMPTS 8
+#define PUB_O365_NOT_FOUND_FIRST_DELAY_MS (5 * 60 * 1000LL)
+#define PUB_O365_NOT_FOUND_FACTOR 3
+#define PUB_O365_NOT_FOUND_MAX_DELAY_MS (6 * 3600 * 1000LL)
 #define PUB_O365_MAX_INLINE_WAIT_MS 10000
 
 typedef struct pub_o365 pub_o365;
@@ -67,6 +72,8 @@ cs_err *pub_o365_warm_up(pub_o365 *o);
 pub_http *pub_o365_http(pub_o365 *o);
 pub_exchange *pub_o365_exchange(pub_o365 *o);
 pub_resolver *pub_o365_resolver(pub_o365 *o);
+/* The token provider (credential rotation, preflight's roles check). Owned by `o`. */
+pub_token_provider *pub_o365_tokens(pub_o365 *o);
 
 /*
  * Fills `in` with the keys the resolver tries for `id` (immutable id from ms-DS-ConsistencyGuid, else the

@@ -19,12 +19,14 @@
 #include "cs_version.h"
 #include "pub_consumer.h"
 #include "pub_decide.h"
+#include "pub_ownership.h"
+#include "pub_readiness.h"
 #include "pub_state.h"
 
 #define FAC "pipeline"
 #define MAX_PARTS 1024   /* partitions tracked per topic (read-ahead, pauses) */
 #define MAX_KEY_LEN 1024 /* longer record keys are cut for results (the dead letter keeps the original) */
-#define COMMIT_RETRIES 5 /* retriable commit failures retried before giving up on the batch */
+#define COMMIT_RETRIES 5 /* retriable abort failures retried before stopping */
 #define SEND_OFFSETS_TIMEOUT_MS 30000
 #define HDR_ATTEMPT "certsync-attempt"
 #define HDR_NOT_BEFORE "certsync-not-before-ms"
@@ -40,6 +42,7 @@ typedef struct item {
     int superseded_by; /* index of the item that won the key, or -1 */
     pub_decision *dec;
     int write_idx; /* index into the writes array, or -1 */
+    int plan_idx;  /* index of its write in the multi-site plan, or -1 */
 } item;
 
 /* A state record produced in the open transaction, applied to memory after the commit. */
@@ -63,7 +66,8 @@ struct pub_pipeline {
     pub_consumer *consumer;
     cs_kafka_producer *producer;
     pub_state *state;
-    cs_err *stopped; /* the fatal error that stopped the pipeline */
+    cs_policy *own_policy; /* the default policy readiness is judged by when opts.policy is NULL */
+    cs_err *stopped;       /* the fatal error that stopped the pipeline */
     item *items;
     size_t n_items, cap_items;
     part_mark read_ahead[MAX_PARTS];
@@ -73,6 +77,11 @@ struct pub_pipeline {
     size_t n_pending, cap_pending;
     pub_pipeline_stats stats;
     pub_pipeline_stats batch_stats;
+    pub_ownership *plan;  /* this batch's multi-site step (NULL: none) */
+    size_t extra_base;    /* outcomes[extra_base + j] is the plan's extra write j */
+    int n_events_parts;   /* partition count of topics.events (pub_pipeline_start) */
+    bool partial;         /* sources.priority set and not every events partition owned: paused */
+    uint64_t partial_gen; /* the assignment (stats.assignments) the pause was applied for */
 };
 
 static int64_t now_ms(void)
@@ -111,6 +120,9 @@ static void batch_clear(pub_pipeline *p)
     }
     p->n_pending = 0;
     memset(&p->batch_stats, 0, sizeof(p->batch_stats));
+    pub_ownership_free(p->plan);
+    p->plan = NULL;
+    p->extra_base = 0;
 }
 
 /* ------------------------------------------------------------------ rebalance hooks */
@@ -123,6 +135,8 @@ typedef struct restore_ctx {
 static cs_err *restore_record(const cs_state_record *r, void *opaque)
 {
     restore_ctx *rc = opaque;
+    if (rc->p->opts.fault_point)
+        rc->p->opts.fault_point(rc->p->opts.fault_ctx, "restore");
     cs_err *err = pub_state_put(rc->p->state, r->partition, r->key, r->key_len, r->value, r->value_len);
     if (err) {
         /* A foreign or damaged record must not stop the publisher: it only loses that entry. */
@@ -132,6 +146,12 @@ static cs_err *restore_record(const cs_state_record *r, void *opaque)
         rc->skipped++;
     }
     return NULL;
+}
+
+static void tell_owned(pub_pipeline *p, bool restoring)
+{
+    if (p->opts.on_owned)
+        p->opts.on_owned(p->opts.pending_ctx, pub_pipeline_owned_partitions(p), restoring);
 }
 
 static cs_err *on_assign(void *opaque, const rd_kafka_topic_partition_list_t *parts)
@@ -148,6 +168,7 @@ static cs_err *on_assign(void *opaque, const rd_kafka_topic_partition_list_t *pa
         return NULL;
     for (size_t i = 0; i < n; i++)
         pub_state_drop_partition(p->state, ids[i]);
+    tell_owned(p, true);
     rd_kafka_conf_t *conf = rd_kafka_conf_dup(p->base_conf);
     restore_ctx rc = {.p = p, .skipped = 0};
     uint64_t loaded = 0;
@@ -179,19 +200,26 @@ static cs_err *on_assign(void *opaque, const rd_kafka_topic_partition_list_t *pa
         o->until = 0;
         o->active = 1;
     }
+    tell_owned(p, false);
     return NULL;
 }
 
 static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts)
 {
     pub_pipeline *p = opaque;
+    if (p->opts.fault_point)
+        p->opts.fault_point(p->opts.fault_ctx, "revoke");
     /* 1. No write of ours may land after the new owner's: the applier cancels or awaits what is in flight. */
     if (p->applier.quiesce)
         p->applier.quiesce(p->applier.ctx);
     /* 2. Abort an open transaction (the batch loop never polls with one open; this is the safety net). */
     cs_kafka_producer_state st = cs_kafka_producer_get_state(p->producer);
-    if (st == CS_KAFKA_PRODUCER_IN_TXN || st == CS_KAFKA_PRODUCER_ABORTABLE ||
-        st == CS_KAFKA_PRODUCER_ABORTING || st == CS_KAFKA_PRODUCER_COMMITTING) {
+    if (st == CS_KAFKA_PRODUCER_COMMITTING) {
+        /* Only after a stop during a pending commit: librdkafka refuses an abort then; the coordinator
+         * completes or expires that transaction, and the new owner starts from what is committed. */
+        cs_log_warn(FAC, "revoked while a commit was pending: leaving it to the coordinator");
+    } else if (st == CS_KAFKA_PRODUCER_IN_TXN || st == CS_KAFKA_PRODUCER_ABORTABLE ||
+               st == CS_KAFKA_PRODUCER_ABORTING) {
         cs_err *e = cs_kafka_producer_abort(p->producer);
         if (e) {
             cs_log_error(FAC, "aborting on revoke: %s", cs_err_message(e));
@@ -225,6 +253,7 @@ static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts
         }
         p->n_items = w;
     }
+    tell_owned(p, false);
 }
 
 /* ------------------------------------------------------------------ lifecycle */
@@ -257,6 +286,8 @@ cs_err *pub_pipeline_new(rd_kafka_conf_t *conf, const pub_pipeline_opts *opts, c
         p->opts.instance_id = "";
     p->applier = *applier;
     err = pub_state_new(&p->state);
+    if (!err && !p->opts.policy)
+        err = cs_policy_new(NULL, &p->own_policy);
     if (err)
         goto cleanup;
     p->base_conf = rd_kafka_conf_dup(conf);
@@ -312,6 +343,7 @@ cs_err *pub_pipeline_start(pub_pipeline *p, int timeout_ms)
         err = partition_count(rk, p->opts.topic_retry, &n_retry);
     if (err)
         return err;
+    p->n_events_parts = n_events;
     if (n_state != n_events || n_retry != n_events)
         return cs_err_new(
             CS_ERR_CONFIG, 0,
@@ -336,6 +368,7 @@ void pub_pipeline_destroy(pub_pipeline *p)
     if (p->base_conf)
         rd_kafka_conf_destroy(p->base_conf);
     pub_state_free(p->state);
+    cs_policy_free(p->own_policy);
     cs_err_free(p->stopped);
     free(p);
 }
@@ -369,6 +402,17 @@ bool pub_pipeline_caught_up(const pub_pipeline *p)
         n++;
     }
     return n > 0;
+}
+
+bool pub_pipeline_owns(const pub_pipeline *p, int32_t partition)
+{
+    const part_mark *o = &p->owned[(size_t)partition % MAX_PARTS];
+    return partition >= 0 && o->active && o->partition == partition;
+}
+
+void pub_pipeline_readiness(const pub_pipeline *p, int64_t now, cs_readiness_tally *out)
+{
+    pub_readiness_tally_state(p->state, now, p->opts.readiness_expiring_soon_days, out);
 }
 
 void pub_pipeline_lag(pub_pipeline *p, pub_pipeline_lag_fn fn, void *ctx)
@@ -455,6 +499,7 @@ static cs_err *add_item(pub_pipeline *p, rd_kafka_message_t *m, int from_retry)
     it->attempt = from_retry ? (int)header_int(m, HDR_ATTEMPT, 1) + 1 : 1;
     it->superseded_by = -1;
     it->write_idx = -1;
+    it->plan_idx = -1;
     size_t kl = m->key_len > MAX_KEY_LEN ? MAX_KEY_LEN : m->key_len;
     if (m->key)
         memcpy(it->key, m->key, kl);
@@ -625,29 +670,58 @@ static cs_err *produce_object_state(pub_pipeline *p, const item *it, Certsync__V
     os.event_offset = it->msg->offset;
     os.has_updated_at_ms = 1;
     os.updated_at_ms = now_ms();
+    /* Its claim on the recipient (multi-site): certificate values, and the event itself while it has some,
+     * so a handover can write it later (pub_ownership.h). */
+    os.has_certificate_values = 1;
+    os.certificate_values =
+        os.removed ? 0 : (uint32_t)(it->ev->n_user_certificate + it->ev->n_user_smime_certificate);
+    if (os.certificate_values > 0) {
+        os.has_event = 1;
+        os.event.data = it->msg->payload;
+        os.event.len = it->msg->len;
+    }
+    /* Its S/MIME readiness (pub_readiness.h), kept with the state it describes; "" for a multi-site non-owner,
+     * whose values are not what Exchange holds. A failed judgement (out of memory) only leaves it out. */
+    cs_readiness *verdict = NULL;
+    bool non_owner = p->plan && it->plan_idx >= 0 && pub_ownership_skipped(p->plan, (size_t)it->plan_idx);
+    if (non_owner) {
+        os.readiness = (char *)(uintptr_t) "";
+    } else {
+        cs_err *je =
+            pub_readiness_judge_event(p->opts.policy ? p->opts.policy : p->own_policy, it->ev, it->key,
+                                      now_ms() / 1000, p->opts.readiness_expiring_soon_days, &verdict);
+        if (je) {
+            cs_log_warn(FAC, "%s", cs_err_message(je));
+            cs_err_free(je);
+        } else {
+            os.readiness = (char *)(uintptr_t)cs_readiness_reason_name(cs_readiness_get_reason(verdict));
+            os.has_readiness_not_after = 1;
+            os.readiness_not_after = cs_readiness_not_after(verdict);
+        }
+    }
     Certsync__V1__AppliedStateRecord rec = CERTSYNC__V1__APPLIED_STATE_RECORD__INIT;
     rec.state_case = CERTSYNC__V1__APPLIED_STATE_RECORD__STATE_OBJECT;
     rec.object = &os;
-    return produce_pb(p, p->opts.topic_state, it->msg->partition, ps->key, strlen(ps->key), &rec.base, NULL,
-                      0, ps);
+    err = produce_pb(p, p->opts.topic_state, it->msg->partition, ps->key, strlen(ps->key), &rec.base, NULL, 0,
+                     ps);
+    cs_readiness_free(verdict);
+    return err;
 }
 
-static cs_err *produce_recipient_state(pub_pipeline *p, const item *it, Certsync__V1__Recipient *rcpt,
+/* rcpt/<id>: `w` (a batch item's write or an extra one) was written to `rcpt`. */
+static cs_err *produce_recipient_state(pub_pipeline *p, const pub_write *w, Certsync__V1__Recipient *rcpt,
                                        const pub_apply_outcome *o)
 {
     pending_state *ps = NULL;
-    cs_err *err =
-        add_pending(p, it->msg->partition, PUB_STATE_RCPT_PREFIX, pub_state_recipient_id(rcpt), &ps);
+    cs_err *err = add_pending(p, w->partition, PUB_STATE_RCPT_PREFIX, pub_state_recipient_id(rcpt), &ps);
     if (err)
         return err;
-    size_t n_uc = 0, n_sm = 0;
-    pub_decision_values(it->dec, CS_CERT_ATTR_USER_CERTIFICATE, &n_uc);
-    pub_decision_values(it->dec, CS_CERT_ATTR_USER_SMIME_CERTIFICATE, &n_sm);
+    size_t n_uc = w->clear ? 0 : w->n_user_certificate, n_sm = w->clear ? 0 : w->n_user_smime_certificate;
     Certsync__V1__RecipientState rs = CERTSYNC__V1__RECIPIENT_STATE__INIT;
     rs.recipient = rcpt;
-    rs.owner_object_key = (char *)(uintptr_t)it->key;
-    rs.version = it->ev->version;
-    rs.written_sha256 = (char *)(uintptr_t)pub_decision_sha256(it->dec);
+    rs.owner_object_key = (char *)(uintptr_t)w->object_key;
+    rs.version = w->event ? w->event->version : NULL;
+    rs.written_sha256 = (char *)(uintptr_t)(w->written_sha256 ? w->written_sha256 : "");
     rs.has_user_certificate_count = rs.has_user_smime_certificate_count = 1;
     rs.user_certificate_count = (uint32_t)n_uc;
     rs.user_smime_certificate_count = (uint32_t)n_sm;
@@ -657,8 +731,7 @@ static cs_err *produce_recipient_state(pub_pipeline *p, const item *it, Certsync
     Certsync__V1__AppliedStateRecord rec = CERTSYNC__V1__APPLIED_STATE_RECORD__INIT;
     rec.state_case = CERTSYNC__V1__APPLIED_STATE_RECORD__STATE_RECIPIENT;
     rec.recipient = &rs;
-    return produce_pb(p, p->opts.topic_state, it->msg->partition, ps->key, strlen(ps->key), &rec.base, NULL,
-                      0, ps);
+    return produce_pb(p, p->opts.topic_state, w->partition, ps->key, strlen(ps->key), &rec.base, NULL, 0, ps);
 }
 
 static cs_err *produce_dead_letter(pub_pipeline *p, const item *it, Certsync__V1__DeadLetterReason reason,
@@ -837,7 +910,25 @@ static cs_err *produce_item(pub_pipeline *p, const item *it, const pub_apply_out
     case PUB_DECISION_CLEAR:
         break;
     }
+    if (p->plan && it->plan_idx >= 0 && pub_ownership_skipped(p->plan, (size_t)it->plan_idx)) {
+        /* Not the owner: nothing written, but its claim (recipient, certificates, event) is recorded. */
+        Certsync__V1__Recipient *r = pub_ownership_recipient(p->plan, (size_t)it->plan_idx);
+        bs->skipped_not_owner++;
+        err = produce_object_state(p, it, r);
+        if (!err)
+            err = produce_result(p, it, CERTSYNC__V1__OUTCOME__OUTCOME_SKIPPED_NOT_OWNER,
+                                 pub_ownership_detail(p->plan, (size_t)it->plan_idx), r, NULL);
+        return err;
+    }
     const pub_apply_outcome *o = &outcomes[it->write_idx];
+    pub_write w = {.object_key = it->key,
+                   .event = it->ev,
+                   .clear = kind == PUB_DECISION_CLEAR,
+                   .written_sha256 = pub_decision_sha256(it->dec),
+                   .partition = it->msg->partition};
+    w.user_certificate = pub_decision_values(it->dec, CS_CERT_ATTR_USER_CERTIFICATE, &w.n_user_certificate);
+    w.user_smime_certificate =
+        pub_decision_values(it->dec, CS_CERT_ATTR_USER_SMIME_CERTIFICATE, &w.n_user_smime_certificate);
     Certsync__V1__Recipient rcpt;
     recipient_of(it, o, &rcpt);
     switch (o->status) {
@@ -849,7 +940,7 @@ static cs_err *produce_item(pub_pipeline *p, const item *it, const pub_apply_out
             bs->cleared++;
         err = produce_object_state(p, it, &rcpt);
         if (!err)
-            err = produce_recipient_state(p, it, &rcpt, o);
+            err = produce_recipient_state(p, &w, &rcpt, o);
         if (!err)
             err = produce_result(p, it,
                                  o->status == PUB_APPLY_APPLIED ? CERTSYNC__V1__OUTCOME__OUTCOME_APPLIED
@@ -872,6 +963,32 @@ static cs_err *produce_item(pub_pipeline *p, const item *it, const pub_apply_out
             err = produce_result(p, it, CERTSYNC__V1__OUTCOME__OUTCOME_DEAD_LETTERED, o->detail, NULL, o);
         return err;
     }
+}
+
+/* The multi-site step's extra writes (handovers, clears): a written one records its recipient's new state;
+ * one that failed is logged and left to the next change of one of the recipient's claims. */
+static cs_err *produce_extras(pub_pipeline *p, const pub_apply_outcome *outcomes)
+{
+    cs_err *err = NULL;
+    for (size_t j = 0; !err && p->plan && j < pub_ownership_extra_count(p->plan); j++) {
+        const pub_write *w = pub_ownership_extra(p->plan, j);
+        const pub_apply_outcome *o = &outcomes[p->extra_base + j];
+        if (o->status != PUB_APPLY_APPLIED && o->status != PUB_APPLY_CLEARED) {
+            cs_log_kv(CS_LOG_WARN, FAC, "multi-site write failed: the recipient keeps its old certificates",
+                      "key", w->object_key, "what", pub_ownership_extra_detail(p->plan, j), "error",
+                      o->detail, NULL);
+            continue;
+        }
+        /* The recipient the applier wrote, as pre-resolved (its answer fills in what it learned). */
+        Certsync__V1__Recipient rcpt = *w->recipient;
+        if (o->recipient_id[0])
+            rcpt.external_directory_object_id = (char *)(uintptr_t)o->recipient_id;
+        p->batch_stats.owner_writes++;
+        cs_log_kv(CS_LOG_INFO, FAC, "multi-site write", "key", w->object_key, "recipient",
+                  pub_state_recipient_id(&rcpt), "what", pub_ownership_extra_detail(p->plan, j), NULL);
+        err = produce_recipient_state(p, w, &rcpt, o);
+    }
+    return err;
 }
 
 /* The next offset to consume per (topic, partition) of the batch. Caller frees with
@@ -923,6 +1040,20 @@ static cs_err *stop_with(pub_pipeline *p, cs_err *err)
     return err;
 }
 
+static bool commit_should_stop(void *arg)
+{
+    const pub_pipeline *p = arg;
+    return p->opts.stop_flag && *p->opts.stop_flag != 0;
+}
+
+static void commit_on_pending(void *arg, bool pending, const cs_err *why)
+{
+    pub_pipeline *p = arg;
+    (void)why; /* the producer logged it */
+    if (p->opts.on_commit_pending)
+        p->opts.on_commit_pending(p->opts.pending_ctx, pending);
+}
+
 static cs_err *transact(pub_pipeline *p, const pub_apply_outcome *outcomes)
 {
     cs_err *err = NULL;
@@ -931,6 +1062,8 @@ static cs_err *transact(pub_pipeline *p, const pub_apply_outcome *outcomes)
     err = cs_kafka_producer_begin(p->producer);
     for (size_t i = 0; !err && i < p->n_items; i++)
         err = produce_item(p, &p->items[i], outcomes);
+    if (!err)
+        err = produce_extras(p, outcomes);
     if (!err) {
         offs = batch_offsets(p, 0);
         /* Fresh group metadata every transaction: a rebalance changes the generation (KIP-447). */
@@ -940,19 +1073,182 @@ static cs_err *transact(pub_pipeline *p, const pub_apply_outcome *outcomes)
     }
     if (!err && p->opts.fault_before_commit && p->opts.fault_before_commit(p->opts.fault_ctx))
         err = cs_err_new(CS_ERR_KAFKA, CS_ERR_F_TXN_REQUIRES_ABORT, "injected fault before commit");
-    for (int attempt = 0; !err; attempt++) {
-        err = cs_kafka_producer_commit(p->producer);
-        if (!err || !cs_err_is_retriable(err) || attempt + 1 >= COMMIT_RETRIES)
-            break;
-        cs_log_warn(FAC, "commit failed, retrying: %s", cs_err_message(err));
-        cs_err_free(err);
-        err = NULL;
+    if (!err) {
+        /* A pending commit is resumed, never abandoned for an abort, until it completes or we must stop. */
+        cs_kafka_commit_opts co = {.call_timeout_ms = p->opts.commit_call_timeout_ms,
+                                   .should_stop = commit_should_stop,
+                                   .on_pending = commit_on_pending,
+                                   .arg = p};
+        unsigned attempts = 0;
+        err = cs_kafka_producer_commit_resume(p->producer, &co, &attempts);
+        if (attempts > 1)
+            p->stats.commit_retries += attempts - 1;
     }
     if (offs)
         rd_kafka_topic_partition_list_destroy(offs);
     if (cgmd)
         rd_kafka_consumer_group_metadata_destroy(cgmd);
     return err;
+}
+
+/* Pauses (pause != 0) or resumes the owned events partitions and their retry partitions. */
+static void pause_owned(pub_pipeline *p, int pause)
+{
+    for (size_t i = 0; i < MAX_PARTS; i++) {
+        if (!p->owned[i].active)
+            continue;
+        cs_err *e = pub_consumer_pause(p->consumer, p->opts.topic_events, p->owned[i].partition, pause);
+        /* A retry partition waiting for its not-before time stays paused (resume_due resumes it). */
+        if (!e && (pause || !p->paused[i].active))
+            e = pub_consumer_pause(p->consumer, p->opts.topic_retry, p->owned[i].partition, pause);
+        if (e) {
+            cs_log_warn(FAC, "%s", cs_err_message(e));
+            cs_err_free(e);
+        }
+    }
+}
+
+/*
+ * sources.priority decides between keys that may sit on different partitions, so it is only correct when
+ * this instance holds them all (pub_pipeline.h). True while it does not: the partitions are paused, nothing
+ * is decided or written, and the consumer is only polled to take part in rebalances.
+ */
+static bool partial_guard(pub_pipeline *p, cs_err **err)
+{
+    size_t owned = pub_pipeline_owned_partitions(p);
+    if (owned == 0)
+        return false; /* between assignments: p->partial stays, so a later full one resumes */
+    bool partial = pub_owner_rules_count(p->opts.owner_rules) > 0 && owned > 0 && p->n_events_parts > 0 &&
+                   owned < (size_t)p->n_events_parts;
+    if (partial && (!p->partial || p->partial_gen != p->stats.assignments)) {
+        if (!p->partial)
+            cs_log_error(
+                FAC,
+                "sources.priority needs one publisher instance owning all %d partitions; set publisher "
+                "replicas to 1 (this instance owns %zu of %s: consumption paused, not ready)",
+                p->n_events_parts, owned, p->opts.topic_events);
+        pause_owned(p, 1);
+        p->partial_gen = p->stats.assignments;
+    } else if (!partial && p->partial) {
+        cs_log_info(FAC, "this instance owns every partition of %s again: consuming", p->opts.topic_events);
+        pause_owned(p, 0);
+    }
+    p->partial = partial;
+    if (!partial)
+        return false;
+    rd_kafka_message_t *m = NULL;
+    *err = pub_consumer_poll(p->consumer, 200, &m);
+    if (m) {
+        /* Fetched before the pause: put it back, it is read again once the instance owns everything. */
+        if (!m->err) {
+            cs_err *e = pub_consumer_seek(p->consumer, rd_kafka_topic_name(m->rkt), m->partition, m->offset);
+            if (e) {
+                cs_log_warn(FAC, "%s", cs_err_message(e));
+                cs_err_free(e);
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    return true;
+}
+
+bool pub_pipeline_partial_assignment(const pub_pipeline *p)
+{
+    return p->partial;
+}
+
+/*
+ * The multi-site step (pub_ownership.h) before applying, when sources.priority is set and the applier can
+ * resolve: resolves the batch's writes (a slow lookup holds the batch: the price of deciding before writing),
+ * plans ownership, drops the writes of non-owners from `writes` (their items keep plan_idx) and appends the
+ * extra writes; `outcomes` (zeroed, room for 3 x items) is used for the lookups and zeroed again after.
+ */
+static cs_err *multi_site_step(pub_pipeline *p, pub_write *writes, size_t *n_writes,
+                               pub_apply_outcome *outcomes)
+{
+    size_t n = *n_writes;
+    if (!p->applier.resolve || n == 0 || pub_owner_rules_count(p->opts.owner_rules) == 0)
+        return NULL;
+    cs_err *err = p->applier.resolve(p->applier.ctx, writes, n, outcomes);
+    if (!err) {
+        pub_ownership_in in = {.state = p->state,
+                               .rules = p->opts.owner_rules,
+                               .policy = p->opts.policy,
+                               .now = now_ms() / 1000,
+                               .writes = writes,
+                               .n = n,
+                               .resolved = outcomes};
+        err = pub_ownership_plan(&in, &p->plan);
+    }
+    memset(outcomes, 0, n * sizeof(*outcomes));
+    if (err)
+        return cs_err_wrap(err, "multi-site step for %zu writes (the batch will be re-delivered)", n);
+    size_t kept = 0;
+    for (size_t i = 0; i < p->n_items; i++) {
+        item *it = &p->items[i];
+        if (it->write_idx < 0)
+            continue;
+        size_t w = (size_t)it->write_idx;
+        it->plan_idx = (int)w;
+        if (pub_ownership_skipped(p->plan, w)) {
+            it->write_idx = -1;
+            continue;
+        }
+        writes[kept] = writes[w]; /* w >= kept: items are visited in write order */
+        it->write_idx = (int)kept++;
+    }
+    p->extra_base = kept;
+    for (size_t j = 0; j < pub_ownership_extra_count(p->plan); j++)
+        writes[kept++] = *pub_ownership_extra(p->plan, j);
+    *n_writes = kept;
+    return NULL;
+}
+
+/*
+ * Without sources.priority every object writes its own recipient as before, so nothing waits for a lookup;
+ * after applying, a write that landed on another recipient than its ObjectState records (a re-map) settles
+ * the old one (pub_ownership remap_only: cleared, or handed to another object that maps to it), with a second
+ * apply for those extra writes, appended after the `n` writes (room for 3 x items).
+ */
+static cs_err *remap_step(pub_pipeline *p, pub_write *writes, size_t n, pub_apply_outcome *outcomes)
+{
+    if (p->plan || n == 0)
+        return NULL; /* decided before applying (multi_site_step), or nothing written */
+    pub_apply_outcome *written = calloc(n, sizeof(*written));
+    if (!written)
+        return cs_err_new(CS_ERR_NOMEM, CS_ERR_F_RETRIABLE, "out of memory checking %zu writes for re-maps",
+                          n);
+    for (size_t i = 0; i < n; i++) {
+        /* Only a write that landed moves its object: a parked or failed one keeps its old recipient. */
+        if (outcomes[i].status != PUB_APPLY_APPLIED && outcomes[i].status != PUB_APPLY_CLEARED)
+            continue;
+        memcpy(written[i].recipient_id, outcomes[i].recipient_id, sizeof(written[i].recipient_id));
+        memcpy(written[i].recipient_identity, outcomes[i].recipient_identity,
+               sizeof(written[i].recipient_identity));
+        memcpy(written[i].recipient_type, outcomes[i].recipient_type, sizeof(written[i].recipient_type));
+    }
+    pub_ownership_in in = {.state = p->state,
+                           .rules = p->opts.owner_rules,
+                           .policy = p->opts.policy,
+                           .now = now_ms() / 1000,
+                           .writes = writes,
+                           .n = n,
+                           .resolved = written,
+                           .remap_only = true};
+    cs_err *err = pub_ownership_plan(&in, &p->plan);
+    free(written);
+    if (err)
+        return cs_err_wrap(err, "checking %zu writes for re-maps (the batch will be re-delivered)", n);
+    size_t ne = pub_ownership_extra_count(p->plan);
+    if (ne == 0)
+        return NULL;
+    p->extra_base = n;
+    for (size_t j = 0; j < ne; j++)
+        writes[n + j] = *pub_ownership_extra(p->plan, j);
+    err = p->applier.apply(p->applier.ctx, writes + n, ne, outcomes + n);
+    if (err)
+        return cs_err_wrap(err, "clearing %zu re-mapped recipients (the batch will be re-delivered)", ne);
+    return NULL;
 }
 
 cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
@@ -966,7 +1262,9 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
         return cs_err_new(cs_err_code_of(p->stopped), cs_err_flags(p->stopped), "%s",
                           cs_err_message(p->stopped));
     batch_clear(p);
-    err = collect(p);
+    bool paused = partial_guard(p, &err);
+    if (!err && !paused)
+        err = collect(p);
     if (err) {
         if (cs_err_is_fatal(err)) {
             err = stop_with(p, err);
@@ -983,8 +1281,9 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
     /* Decide every winner against the applied state. */
     int64_t now = now_ms() / 1000;
     size_t n_writes = 0;
-    writes = calloc(p->n_items, sizeof(*writes));
-    outcomes = calloc(p->n_items, sizeof(*outcomes));
+    /* Room for the multi-site step's extra writes too: at most two per write (pub_ownership.h). */
+    writes = calloc(3 * p->n_items, sizeof(*writes));
+    outcomes = calloc(3 * p->n_items, sizeof(*outcomes));
     if (!writes || !outcomes) {
         err =
             cs_err_new(CS_ERR_NOMEM, CS_ERR_F_RETRIABLE, "out of memory deciding a batch of %zu", p->n_items);
@@ -1019,6 +1318,11 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
         w->attempt = it->attempt;
         it->write_idx = (int)n_writes++;
     }
+    err = multi_site_step(p, writes, &n_writes, outcomes);
+    if (err) {
+        rewind_batch(p);
+        goto cleanup;
+    }
     if (n_writes > 0) {
         err = p->applier.apply(p->applier.ctx, writes, n_writes, outcomes);
         if (err) {
@@ -1026,6 +1330,11 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
             rewind_batch(p);
             goto cleanup;
         }
+    }
+    err = remap_step(p, writes, n_writes, outcomes);
+    if (err) {
+        rewind_batch(p);
+        goto cleanup;
     }
 
     err = transact(p, outcomes);
@@ -1071,6 +1380,8 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
     p->stats.cleared += p->batch_stats.cleared;
     p->stats.skipped_stale += p->batch_stats.skipped_stale;
     p->stats.skipped_duplicate += p->batch_stats.skipped_duplicate;
+    p->stats.skipped_not_owner += p->batch_stats.skipped_not_owner;
+    p->stats.owner_writes += p->batch_stats.owner_writes;
     p->stats.dead_lettered += p->batch_stats.dead_lettered;
     p->stats.parked += p->batch_stats.parked;
     p->stats.commits++;

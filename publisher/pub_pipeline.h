@@ -11,13 +11,17 @@
  *        bytes, headers, topic/partition/offset, and the partition moves on.
  *     3. coalesce each key to its newest event (by version; a tie goes to the later record): the others get a
  *        SKIPPED_STALE result ("superseded in batch"). At most one write per object per batch.
- *     4. decide (pub_decide) against the applied state, then hand all writes to the applier at once.
+ *     4. decide (pub_decide) against the applied state, then hand all writes to the applier at once. Multi-site
+ *        (pub_ownership.h): with sources.priority, the writes are resolved first and a non-owner's write is
+ *        dropped (SKIPPED_NOT_OWNER), handovers and clears added; without it, a write that landed on another
+ *        recipient than before (a re-map) has the old recipient settled by a second apply.
  *     5. ONE transaction: a PublishResult per record, the applied-state records (obj/<key>, rcpt/<id>), dead
  *        letters, parked retry records, and the consumer offsets (last offset + 1 per partition, with FRESH
  *        group metadata). Every record of the batch is finished by then (applied, skipped, dead-lettered or
  *        parked), so the lowest unfinished offset of a partition is the end of its batch. Commit.
  *     6. only after the commit: the in-memory applied state and the counters are updated.
- *   errors: a retriable commit is retried (bounded); one that requires an abort aborts and seeks every
+ *   errors: a retriable or timed-out commit is resumed until it completes or opts.stop_flag is set (then the
+ *   pipeline stops, see cs_kafka_producer_commit_resume); one that requires an abort aborts and seeks every
  *   partition of the batch back to its first offset, so the batch is re-processed (the writes repeat
  *   identically: they are idempotent); fatal or fenced: the pipeline stops without committing and every later
  *   call returns the same error.
@@ -40,6 +44,7 @@
 #ifndef PUB_PIPELINE_H
 #define PUB_PIPELINE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,7 +53,9 @@
 
 #include "cs_err.h"
 #include "cs_policy.h"
+#include "cs_readiness.h"
 #include "pub_applier.h"
+#include "pub_owner.h"
 
 typedef struct pub_pipeline_opts {
     const char *topic_events;  /* required */
@@ -67,7 +74,31 @@ typedef struct pub_pipeline_opts {
     /* Fault injection for tests: called after everything is produced and the offsets are sent, before the
      * commit; returning non-zero makes the pipeline treat the commit as failed-requiring-abort. NULL normally. */
     int (*fault_before_commit)(void *ctx);
+    /* Fault injection for tests: called at the named points "restore" (each applied-state record read in the
+     * assign callback) and "revoke" (entering the revoke callback, before the applier is quiesced); it may
+     * kill the process there. NULL normally. */
+    void (*fault_point)(void *ctx, const char *point);
     void *fault_ctx;
+    /* A commit that Kafka does not answer is resumed (attempts of commit_call_timeout_ms, never an abort:
+     * librdkafka refuses one while a commit is pending) until it completes or this flag becomes non-zero; then
+     * the pipeline stops with an error that cs_kafka_producer_is_commit_pending() recognises, having
+     * committed nothing more. NULL: resumed until it completes or fails. */
+    volatile sig_atomic_t *stop_flag;
+    int commit_call_timeout_ms; /* one commit attempt; 0: CS_KAFKA_COMMIT_CALL_TIMEOUT_MS_DEFAULT */
+    /* Told true when a commit becomes pending and false when it no longer is (readiness); may be NULL. */
+    void (*on_commit_pending)(void *ctx, bool pending);
+    /* Told, from inside the assign/revoke callbacks, how many events partitions are owned with their state
+     * restored and whether a restore is running (readiness: not ready meanwhile); may be NULL. */
+    void (*on_owned)(void *ctx, size_t owned, bool restoring);
+    void *pending_ctx; /* passed to on_commit_pending and on_owned */
+    /* Multi-site precedence (sources.priority; pub_ownership.h), used when the applier has a resolve step;
+     * NULL: every source ranks equal. Must outlive the pipeline. With at least one source listed, the
+     * pipeline consumes only while this instance owns EVERY events partition (the claims of one person
+     * can sit on two partitions): otherwise it pauses and pub_pipeline_partial_assignment() is true. */
+    const pub_owner_rules *owner_rules;
+    /* S/MIME readiness judged per object into its ObjectState (pub_readiness.h): "expiring soon" within this
+     * many days; 0: CS_READINESS_DEFAULT_EXPIRING_SOON_DAYS. */
+    unsigned readiness_expiring_soon_days;
 } pub_pipeline_opts;
 
 typedef struct pub_pipeline_stats {
@@ -76,10 +107,13 @@ typedef struct pub_pipeline_stats {
     uint64_t cleared;           /* removals reported CLEARED */
     uint64_t skipped_stale;     /* version gate, including superseded in batch */
     uint64_t skipped_duplicate; /* same content */
+    uint64_t skipped_not_owner; /* another object owns the recipient (multi-site) */
+    uint64_t owner_writes;      /* extra writes of the multi-site step: handovers and clears of a recipient */
     uint64_t dead_lettered;     /* undecodable, nothing valid, permanent applier failures */
     uint64_t parked;            /* sent to the retry topic */
     uint64_t commits;           /* committed transactions */
     uint64_t aborts;            /* aborted transactions (batch re-processed) */
+    uint64_t commit_retries;    /* commit attempts resumed because Kafka did not answer */
     uint64_t restored_records;  /* state records loaded on assignments */
     uint64_t assignments;       /* assign callbacks */
     uint64_t policy_refusals[CS_POLICY_RULE_COUNT]; /* refused values by failed rule (a value counts once per
@@ -126,6 +160,23 @@ size_t pub_pipeline_owned_partitions(const pub_pipeline *p);
  * waits for. Meaningful right after a pub_pipeline_run_once() that returned NULL.
  */
 bool pub_pipeline_caught_up(const pub_pipeline *p);
+
+/*
+ * True while sources.priority is set and this instance owns some but not all events partitions: the
+ * pipeline then consumes nothing (partitions paused) and the instance must report itself not ready.
+ */
+bool pub_pipeline_partial_assignment(const pub_pipeline *p);
+
+/* True when events partition `partition` is owned with its state restored (e.g. to drop the metrics of the
+ * partitions that are not). */
+bool pub_pipeline_owns(const pub_pipeline *p, int32_t partition);
+
+/*
+ * The objects held for the owned partitions counted by S/MIME readiness reason at `now` (unix seconds):
+ * each object's stored verdict re-evaluated for time (pub_readiness.h). One pass over the state: call it
+ * when the state changed or on a timer, not per record.
+ */
+void pub_pipeline_readiness(const pub_pipeline *p, int64_t now, cs_readiness_tally *out);
 
 /* Consumer lag of one owned events partition: end offset (cached watermark) minus position. */
 typedef void (*pub_pipeline_lag_fn)(void *ctx, int32_t partition, int64_t lag);

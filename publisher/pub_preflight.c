@@ -8,9 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "pub_cmd.h"
+#include "pub_codec.h"
 #include "pub_inspect.h"
 #include "pub_latest.h"
+#include "pub_token.h"
 
 enum { WRITABLE, UNWRITABLE, UNKNOWN, FAILED, N_CLASSES };
 
@@ -34,6 +38,98 @@ static const char *const class_fix[N_CLASSES] = {
     "Fix: run preflight again; for an ambiguous identity, make the key unique in the directory",
 };
 
+/* The exact fixes for a missing application permission (token `roles` claim). */
+#define FIX_EXCHANGE_ROLE                                                                                    \
+    "the app has no Exchange.ManageAsApp application permission: grant it in Entra ID > App registrations "  \
+    "> "                                                                                                     \
+    "<the app> > API permissions > Add a permission > APIs my organization uses > Office 365 Exchange "      \
+    "Online > Application permissions > Exchange.ManageAsApp, then grant admin consent"
+#define FIX_GRAPH_ROLE                                                                                       \
+    "the app has no User.Read.All application permission on Microsoft Graph (needed to look recipients "     \
+    "up): "                                                                                                  \
+    "grant it in Entra ID > App registrations > <the app> > API permissions > Add a permission > Microsoft " \
+    "Graph > Application permissions > User.Read.All, then grant admin consent"
+#define FIX_RBAC                                                                                             \
+    "Exchange refused the app (403): it has Exchange.ManageAsApp but no Exchange role. In Exchange Online "  \
+    "PowerShell: New-ServicePrincipal -AppId <client id> -ObjectId <enterprise app object id> -DisplayName " \
+    "\"certsync publisher\"; New-ManagementScope -Name \"certsync recipients\" -RecipientRestrictionFilter " \
+    "\"MemberOfGroup -eq '<DN of the managed group>'\"; New-RoleGroup -Name \"certsync publisher\" -Roles "  \
+    "\"Mail Recipients\" -CustomRecipientWriteScope \"certsync recipients\"; Add-RoleGroupMember -Identity " \
+    "\"certsync publisher\" -Member <service principal> (docs/security.md, Least privilege)"
+
+/*
+ * The `roles` claim of our own access token (no signature check: we only read what Entra granted us).
+ * Returns true when `role` (or, for Graph, a wider directory read role) is in it; *readable false when the
+ * token is not a JWT with a payload we can read (then nothing is claimed either way).
+ */
+static bool token_has_role(const char *jwt, const char *const *accepted, bool *readable)
+{
+    bool found = false;
+    unsigned char *payload = NULL;
+    size_t len = 0;
+    json_t *root = NULL;
+    const char *dot1 = strchr(jwt, '.');
+    const char *dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+    *readable = false;
+    if (!dot2 || !pub_b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), &payload, &len))
+        goto cleanup;
+    root = json_loadb((const char *)payload, len, 0, NULL);
+    json_t *roles = json_object_get(root, "roles");
+    if (!json_is_object(root))
+        goto cleanup;
+    *readable = true;
+    size_t i;
+    json_t *v;
+    json_array_foreach(roles, i, v)
+    {
+        for (const char *const *a = accepted; *a && json_is_string(v); a++)
+            if (strcmp(json_string_value(v), *a) == 0)
+                found = true;
+    }
+cleanup:
+    json_decref(root);
+    free(payload);
+    return found;
+}
+
+/*
+ * Checks the application permissions in the Exchange and Graph tokens and prints the fix for each missing
+ * one. Returns the number of problems, or -1 when no token could be obtained (the error is printed).
+ */
+static int check_permissions(pub_o365 *o)
+{
+    static const char *const exo_roles[] = {"Exchange.ManageAsApp", NULL};
+    static const char *const graph_roles[] = {"User.Read.All", "Directory.Read.All",
+                                              "Directory.ReadWrite.All", "User.ReadWrite.All", NULL};
+    const pub_resource res[2] = {PUB_RESOURCE_EXCHANGE, PUB_RESOURCE_GRAPH};
+    const char *const *accepted[2] = {exo_roles, graph_roles};
+    const char *fixes[2] = {FIX_EXCHANGE_ROLE, FIX_GRAPH_ROLE};
+    const char *names[2] = {"Exchange.ManageAsApp", "User.Read.All"};
+    int problems = 0;
+    for (int i = 0; i < 2; i++) {
+        pub_token *t = NULL;
+        bool readable = false;
+        cs_err *err = pub_token_get(pub_o365_tokens(o), res[i], &t);
+        if (err) {
+            printf("permission  %-40s token request failed: %s\n",
+                   pub_token_scope(pub_o365_tokens(o), res[i]), cs_err_message(err));
+            cs_err_free(err);
+            return -1;
+        }
+        bool ok = token_has_role(pub_token_value(t), accepted[i], &readable);
+        pub_token_unref(t);
+        if (!readable) {
+            printf("permission  %-40s the token is not a readable JWT: cannot check %s\n",
+                   pub_token_scope(pub_o365_tokens(o), res[i]), names[i]);
+        } else if (!ok) {
+            printf("permission  %-40s missing %s\nfix for permission: %s\n",
+                   pub_token_scope(pub_o365_tokens(o), res[i]), names[i], fixes[i]);
+            problems++;
+        }
+    }
+    return problems;
+}
+
 static const char *label_of(const Certsync__V1__ChangeEvent *ev, const char *key)
 {
     const Certsync__V1__Identity *id = ev->identity;
@@ -53,12 +149,28 @@ int pub_preflight_command(const pub_config *cfg, int argc, char **argv)
     const pub_latest_entry **ents = NULL;
     pub_inspect_result *res = NULL;
     uint64_t counts[N_CLASSES] = {0};
+    uint64_t rbac_refused = 0;
     cs_err *err = NULL;
     if (argc > 0)
         return pub_cmd_usage("preflight", "unknown argument \"%s\"", argv[0]);
+    err = pub_cmd_o365(cfg, &o);
+    if (err) {
+        rc = pub_cmd_fail("preflight", err);
+        goto cleanup;
+    }
+    /* Permissions first: without them every recipient would read as an error. */
+    int perm = check_permissions(o);
+    if (perm < 0) {
+        rc = PUB_CMD_EXIT_FAIL;
+        goto cleanup;
+    }
+    if (perm > 0) {
+        printf("preflight: %d application permission(s) missing (above); recipients not checked\n", perm);
+        rc = PUB_CMD_EXIT_PROBLEMS;
+        goto cleanup;
+    }
+    printf("permission  ok: Exchange.ManageAsApp and User.Read.All granted\n");
     err = pub_latest_read_events(cfg, 0, &set);
-    if (!err)
-        err = pub_cmd_o365(cfg, &o);
     if (err) {
         rc = pub_cmd_fail("preflight", err);
         goto cleanup;
@@ -90,6 +202,8 @@ int pub_preflight_command(const pub_config *cfg, int argc, char **argv)
                   : r->is_dir_synced && !r->is_exchange_cloud_managed ? UNWRITABLE
                                                                       : WRITABLE;
         counts[cls]++;
+        if (cls == FAILED && (strstr(r->detail, "403") || strstr(r->detail, "Unauthorized")))
+            rbac_refused++;
         if (cls == WRITABLE)
             continue;
         char detail[600];
@@ -107,6 +221,8 @@ int pub_preflight_command(const pub_config *cfg, int argc, char **argv)
     for (int c = UNWRITABLE; c < N_CLASSES; c++)
         if (counts[c])
             printf("fix for %s\n", class_fix[c]);
+    if (rbac_refused)
+        printf("fix for permission: %s\n", FIX_RBAC);
     rc = counts[UNWRITABLE] + counts[UNKNOWN] + counts[FAILED] ? PUB_CMD_EXIT_PROBLEMS : PUB_CMD_EXIT_OK;
 cleanup:
     free(evs);

@@ -12,7 +12,8 @@
  * reported as such (the publisher prunes, the directory should still be cleaned). A table (default) or RFC 4180 CSV on stdout, one row per
  * user, sorted by object key; a summary by reason on stderr. Reads Kafka only: no Office 365 call, so it
  * also works before the first sync. Exit 0 when every user is ok, 1 when any is not, 2 when it could not run.
- * Not done: the certsync_smime_readiness_users gauge in the running service.
+ * The running service keeps the same judgement per object as the gauge certsync_smime_readiness_users
+ * (pub_readiness.h).
  */
 #ifndef PUB_READINESS_CMD_H
 #define PUB_READINESS_CMD_H

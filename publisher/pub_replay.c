@@ -328,7 +328,8 @@ static cs_err *run_batch(const pub_config *cfg, pub_o365 *o, cs_kafka_producer *
         w->partition = j->e->partition;
         w->offset = j->e->offset;
         /* Past the not-found retry window: a replay or redrive reports "not found" now, it does not park. */
-        w->attempt = PUB_O365_NOT_FOUND_ATTEMPTS;
+        w->attempt = cfg->not_found_attempts > PUB_O365_NOT_FOUND_ATTEMPTS ? cfg->not_found_attempts
+                                                                           : PUB_O365_NOT_FOUND_ATTEMPTS;
         j->write_idx = (int)n_writes++;
     }
     if (opts->dry_run) {

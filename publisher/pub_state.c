@@ -180,6 +180,23 @@ bool pub_state_view(const pub_state *s, const char *object_key, pub_applied_view
     return true;
 }
 
+const Certsync__V1__RecipientState *pub_state_recipient(const pub_state *s, const char *recipient_id)
+{
+    if (!recipient_id)
+        return NULL;
+    const Certsync__V1__AppliedStateRecord *rec = get(s, PUB_STATE_RCPT_PREFIX, recipient_id);
+    return rec && rec->state_case == CERTSYNC__V1__APPLIED_STATE_RECORD__STATE_RECIPIENT ? rec->recipient
+                                                                                         : NULL;
+}
+
+void pub_state_each_object(const pub_state *s, pub_state_object_fn fn, void *ctx)
+{
+    for (size_t b = 0; b < N_BUCKETS; b++)
+        for (const entry *e = s->buckets[b]; e; e = e->next)
+            if (e->rec->state_case == CERTSYNC__V1__APPLIED_STATE_RECORD__STATE_OBJECT && e->rec->object)
+                fn(ctx, e->partition, e->rec->object);
+}
+
 void pub_state_drop_partition(pub_state *s, int32_t partition)
 {
     for (size_t b = 0; b < N_BUCKETS; b++) {

@@ -54,6 +54,16 @@ bool pub_state_view(const pub_state *s, const char *object_key, pub_applied_view
 /* The stored ObjectState of `object_key`, or NULL. Owned by the store, valid until the next put or drop. */
 const Certsync__V1__ObjectState *pub_state_object(const pub_state *s, const char *object_key);
 
+/* The stored RecipientState of recipient id `recipient_id`, or NULL. Owned by the store, valid until the next
+ * put or drop. */
+const Certsync__V1__RecipientState *pub_state_recipient(const pub_state *s, const char *recipient_id);
+
+/* Called for each stored ObjectState with its partition; the pointers are the store's. */
+typedef void (*pub_state_object_fn)(void *ctx, int32_t partition, const Certsync__V1__ObjectState *obj);
+
+/* One pass over every ObjectState (multi-site claims). `fn` must not change the store. */
+void pub_state_each_object(const pub_state *s, pub_state_object_fn fn, void *ctx);
+
 /* Forgets every entry of `partition` (on revoke). */
 void pub_state_drop_partition(pub_state *s, int32_t partition);
 

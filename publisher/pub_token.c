@@ -341,6 +341,56 @@ void pub_token_provider_free(pub_token_provider *p)
     free(p);
 }
 
+cs_err *pub_token_provider_set_credentials(pub_token_provider *p, const char *client_secret,
+                                           const char *certificate_file, const char *private_key_pem)
+{
+    cs_err *err = NULL;
+    pub_token_provider fresh; /* only the credential fields are used */
+    pub_token *old[PUB_RESOURCE_COUNT] = {NULL};
+    memset(&fresh, 0, sizeof fresh);
+    if (p->auth == PUB_AUTH_SECRET) {
+        if (!client_secret || !*client_secret)
+            return cs_err_new(CS_ERR_CONFIG, 0,
+                              "o365.client_secret_file: empty: put the client secret's value in the file");
+        size_t sl = strcspn(client_secret, "\r\n");
+        fresh.secret = malloc(sl + 1);
+        if (!fresh.secret)
+            return cs_err_new(CS_ERR_NOMEM, 0, "out of memory");
+        memcpy(fresh.secret, client_secret, sl);
+        fresh.secret[sl] = '\0';
+    } else {
+        pub_token_opts o = {
+            .certificate_file = certificate_file, .private_key_pem = private_key_pem, .alg = p->alg};
+        /* A certificate and key that do not match (one file rotated, the other not yet) are refused here and
+           the old pair stays in use until both agree. */
+        if ((err = load_credentials(&fresh, &o))) {
+            EVP_PKEY_free(fresh.key);
+            return err;
+        }
+    }
+    pthread_mutex_lock(&p->lock);
+    char *old_secret = p->secret;
+    EVP_PKEY *old_key = p->key;
+    p->secret = fresh.secret;
+    p->key = fresh.key;
+    memcpy(p->x5t, fresh.x5t, sizeof p->x5t);
+    /* Tokens of the old credential stay valid at Entra, but a revoked secret must not linger: the next
+       request fetches a token with the new one (callers holding a reference keep theirs). */
+    for (int i = 0; i < PUB_RESOURCE_COUNT; i++) {
+        old[i] = p->cache[i];
+        p->cache[i] = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < PUB_RESOURCE_COUNT; i++)
+        pub_token_unref(old[i]);
+    if (old_secret) {
+        OPENSSL_cleanse(old_secret, strlen(old_secret));
+        free(old_secret);
+    }
+    EVP_PKEY_free(old_key);
+    return NULL;
+}
+
 /* Appends base64url(JSON of `obj`) to `out`. */
 static bool add_json_part(cs_buf *out, json_t *obj)
 {
@@ -424,16 +474,28 @@ static const char *aadsts_fix(long code, bool *fatal)
         const char *fix;
     } fixes[] = {
         {7000215, "o365.client_secret_file: the secret is wrong: put the secret's Value (not its Secret ID) "
-                  "from the app registration in the file"},
+                  "of a secret of the app named by o365.client_id in the file"},
         {7000222,
          "o365.client_secret_file: the secret is expired: create a new secret in the app registration"},
         {7000218, "o365.auth: the request carried no credential: set o365.client_secret_file or "
                   "o365.certificate_file and o365.private_key_file"},
         {700027, "o365.certificate_file: the assertion's signature did not verify or the certificate is "
-                 "unknown: upload this certificate to the app registration (Certificates & secrets) and "
-                 "check o365.private_key_file belongs to it"},
+                 "unknown: upload this certificate to the app registration (Certificates & secrets) of "
+                 "o365.client_id, check o365.private_key_file belongs to it and o365.assertion_alg is RS256 "
+                 "or PS256"},
         {700016, "o365.client_id: no such application in the tenant: check the client id and that the app "
                  "has a service principal in o365.tenant_id (admin consent)"},
+        {500011,
+         "o365.exchange_resource / o365.graph_resource (default: the origin of o365.exchange_url / "
+         "o365.graph_url): the resource is not in tenant o365.tenant_id: set the resource of your cloud "
+         "(e.g. https://outlook.office365.com) and check the tenant has Exchange Online and admin "
+         "consent for the app"},
+        {1002012,
+         "o365.exchange_resource / o365.graph_resource: the scope is not <resource>/.default: set the "
+         "bare resource URI (e.g. https://graph.microsoft.com, no path, no /.default; certsync "
+         "appends it)"},
+        {9000411, "o365.authority_url: the token request repeats a parameter: set a bare authority without a "
+                  "query string (e.g. https://login.microsoftonline.com); if it has none, report a bug"},
         {90002, "o365.tenant_id: the tenant does not exist: check the tenant id and o365.authority_url "
                 "(sovereign clouds have their own authority)"},
         {70011, "o365.exchange_url / o365.graph_url: the scope derived from the base URL is not a known "
@@ -506,6 +568,32 @@ cs_err *pub_token_error_from_response(long http_status, const char *body, size_t
     return err;
 }
 
+json_t *pub_token_parse_success(const char *body, size_t body_len, const char **access_token, size_t *len,
+                                long long *expires_in_s)
+{
+    json_error_t jerr;
+    json_t *root = body ? json_loadb(body, body_len, 0, &jerr) : NULL;
+    json_t *at = json_object_get(root, "access_token");
+    json_t *ei = json_object_get(root, "expires_in");
+    long long expires_in = -1;
+    if (json_is_integer(ei))
+        expires_in = (long long)json_integer_value(ei);
+    else if (json_is_string(ei)) /* the v1 endpoint sends it as a string */
+        expires_in = strtoll(json_string_value(ei), NULL, 10);
+    if (!json_is_string(at) || json_string_length(at) == 0 ||
+        json_string_length(at) > PUB_TOKEN_MAX_ACCESS_TOKEN || expires_in <= 0) {
+        json_decref(root);
+        return NULL;
+    }
+    /* The caller computes milliseconds from it: a huge value must not overflow (fuzz_http found it). */
+    if (expires_in > PUB_TOKEN_MAX_LIFETIME_S)
+        expires_in = PUB_TOKEN_MAX_LIFETIME_S;
+    *access_token = json_string_value(at);
+    *len = json_string_length(at);
+    *expires_in_s = expires_in;
+    return root;
+}
+
 /* Percent-encodes name=value into a form body. */
 static bool form_add(cs_buf *b, const char *name, const char *value)
 {
@@ -520,7 +608,6 @@ static cs_err *fetch(pub_token_provider *p, pub_resource r, pub_token **out)
     char *assertion = NULL;
     pub_http_response *resp = NULL;
     json_t *root = NULL;
-    json_error_t jerr;
     pub_token *t = NULL;
     cs_buf form;
     cs_buf_init(&form, 128 * 1024);
@@ -563,29 +650,23 @@ static cs_err *fetch(pub_token_provider *p, pub_resource r, pub_token **out)
             pub_token_error_from_response(resp->status, resp->body, resp->body_len, resp->client_request_id);
         goto cleanup;
     }
-    root = json_loadb(resp->body, resp->body_len, 0, &jerr);
-    json_t *at = json_object_get(root, "access_token");
-    json_t *ei = json_object_get(root, "expires_in");
     long long expires_in = -1;
-    if (json_is_integer(ei))
-        expires_in = (long long)json_integer_value(ei);
-    else if (json_is_string(ei)) /* the v1 endpoint sends it as a string */
-        expires_in = strtoll(json_string_value(ei), NULL, 10);
-    if (!json_is_string(at) || json_string_length(at) == 0 ||
-        json_string_length(at) > PUB_TOKEN_MAX_ACCESS_TOKEN || expires_in <= 0) {
+    const char *at = NULL;
+    size_t len = 0;
+    root = pub_token_parse_success(resp->body, resp->body_len, &at, &len, &expires_in);
+    if (!root) {
         err = cs_err_new(CS_ERR_HTTP, CS_ERR_F_RETRIABLE,
                          "token response from %s has no access_token / expires_in (client-request-id %s)",
                          p->token_url, resp->client_request_id);
         goto cleanup;
     }
-    size_t len = json_string_length(at);
     t = malloc(sizeof *t + len + 1);
     if (!t) {
         err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory");
         goto cleanup;
     }
     atomic_init(&t->refs, 1);
-    memcpy(t->value, json_string_value(at), len + 1);
+    memcpy(t->value, at, len + 1);
     t->len = len;
     /* Count the lifetime from when we asked, not when the answer came: errs on the early side. */
     long long life_ms = expires_in * 1000;

@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "cs_err.h"
 #include "pub_config.h"
 #include "pub_http.h"
@@ -60,6 +62,15 @@ cs_err *pub_token_provider_new(const pub_token_opts *opts, pub_token_provider **
 
 /* pub_token_provider_new() with the o365.* and http.* settings of `cfg`. */
 cs_err *pub_token_provider_from_config(const pub_config *cfg, pub_token_provider **out);
+
+/*
+ * Replaces the credential after a rotation (cs_secret.h): the client secret (o365.auth: secret) or the
+ * certificate file and PEM key (certificate), checked as pub_token_provider_new() does, then drops the
+ * cached tokens so the next pub_token_get() asks with the new credential. On error the old credential
+ * stays in use. Thread-safe. The strings are copied (the key is parsed), not kept.
+ */
+cs_err *pub_token_provider_set_credentials(pub_token_provider *p, const char *client_secret,
+                                           const char *certificate_file, const char *private_key_pem);
 
 /* Frees the provider; tokens handed out stay valid until unreferenced. NULL is allowed. */
 void pub_token_provider_free(pub_token_provider *p);
@@ -108,6 +119,18 @@ cs_err *pub_token_build_assertion(pub_token_provider *p, time_t now, char **out)
  */
 cs_err *pub_token_error_from_response(long http_status, const char *body, size_t body_len,
                                       const char *client_request_id);
+
+/* Longest token lifetime believed: Entra ID issues at most 24 hours; larger expires_in values are capped. */
+#define PUB_TOKEN_MAX_LIFETIME_S 86400
+
+/*
+ * Reads a token endpoint success body (exposed for tests and fuzzing): *access_token (1..32 KiB, NUL-terminated,
+ * *len bytes) and *expires_in_s (a JSON integer, or a string as the v1 endpoint sends it; 1 ..
+ * PUB_TOKEN_MAX_LIFETIME_S, larger values capped). Returns the parsed document that owns *access_token
+ * (caller frees with json_decref()), or NULL when the body is no JSON object with both fields usable.
+ */
+json_t *pub_token_parse_success(const char *body, size_t body_len, const char **access_token, size_t *len,
+                                long long *expires_in_s);
 
 /*
  * The resource (scheme://host[:port], lower case) of a base URL, into `out` (cap bytes). False when

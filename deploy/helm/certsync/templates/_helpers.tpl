@@ -108,7 +108,11 @@ mounted, then the service's own overrides (.extra). Returns YAML; use with fromY
 {{- $dir := include "certsync.secretDir" $root -}}
 {{- $cfg := deepCopy (default (dict) $root.Values.collector.config) -}}
 {{- if $root.Values.collector.leaderElection.enabled -}}
-{{- $cfg = mustMergeOverwrite $cfg (deepCopy (default (dict) $root.Values.collector.leaderElection.config)) -}}
+{{- $le := $root.Values.collector.leaderElection -}}
+{{- /* The Lease is named like the source's workload: unique per release and source, and the Role's resourceNames. */ -}}
+{{- $k := dict "lease_name" (include "certsync.collectorName" (dict "root" $root "source" $s)) "lease_duration" (default "15s" $le.leaseDuration) "renew_deadline" (default "10s" $le.renewDeadline) "retry_period" (default "2s" $le.retryPeriod) -}}
+{{- $cfg = mustMergeOverwrite $cfg (dict "election" (dict "mode" "kubernetes-lease" "kubernetes" $k)) -}}
+{{- $cfg = mustMergeOverwrite $cfg (deepCopy (default (dict) $le.config)) -}}
 {{- end -}}
 {{- $ldap := deepCopy (default (dict) $s.ldap) -}}
 {{- if $s.passwordSecret -}}{{- if $s.passwordSecret.name -}}

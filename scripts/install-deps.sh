@@ -9,7 +9,8 @@ PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler libyaml-dev libmicrohttpd-dev libcmocka-dev libjansson-dev
   openssl ldap-utils slapd samba samba-dsdb-modules samba-ad-provision samba-vfs-modules ldb-tools krb5-user
   openjdk-17-jre-headless maven python3 iproute2 procps curl ca-certificates
-  shellcheck
+  shellcheck debootstrap
+  clang-14 libclang-rt-14-dev valgrind
 )
 
 missing=()

@@ -33,6 +33,11 @@ step "smoke run of both services under sanitizers (real Kafka, slapd and the Off
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan -R '^(col_service_slapd|pub_service_apply_update_clear_restart)$' --output-on-failure
 
+step "fuzz targets under libFuzzer, 20 s each (clang; new crashes: see tests/fuzz/fuzz-run.sh)"
+CC=clang-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCS_FUZZ=ON >/dev/null
+ninja -C build-fuzz fuzz_all
+ctest --test-dir build-fuzz -L fuzz -j "$JOBS" --output-on-failure
+
 step "build (release with debug info)"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build

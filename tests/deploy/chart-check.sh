@@ -28,6 +28,20 @@ echo "== helm template"
   -f "$values" >"$work/manifests.yaml"
 echo "== k8svalidate"
 "$tools/bin/k8svalidate" -configs "$work/configs" "$work/manifests.yaml"
+echo "== PrometheusRule from files/alerts.yaml"
+# The chart renders the one rule file: the same alerts with the same expressions, no copy to drift.
+want=$(grep -c '^ *- alert: ' "$chart/files/alerts.yaml")
+got=$(grep -c '^ *- alert: ' "$work/manifests.yaml" || true)
+if [ "$got" -ne "$want" ]; then
+  echo "FAIL: the rendered PrometheusRule has $got alerts, files/alerts.yaml $want"
+  exit 1
+fi
+# Same indentation in both: toYaml under spec.groups puts a rule where the file has it.
+while IFS= read -r line; do
+  grep -qxF -- "$line" "$work/manifests.yaml" || { echo "FAIL: the rendered rules lack: $line"; exit 1; }
+done < <(awk '/^      - alert: /{print} /^        [a-z_]+:/{e=0} e&&NF{print} /^        expr: \|$/{e=1}' \
+  "$chart/files/alerts.yaml")
+echo "PrometheusRule: $got alerts"
 echo "== Strimzi KafkaTopic"
 java -cp "$tools/strimzi/lib/*" "$here/strimzi/ValidateKafkaTopic.java" --certsync-policy --expect-topics 7 \
   "$work/manifests.yaml"

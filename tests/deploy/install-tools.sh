@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the deploy checks (ctest label "deploy") use, from the package registries only:
 #   helm          go install helm.sh/helm/v3/cmd/helm@HELM_VERSION           (Go module proxy)
+#   promtool      go install github.com/prometheus/prometheus/cmd/promtool@PROMTOOL_VERSION (Go module proxy)
 #   k8svalidate   go build of tests/deploy/k8svalidate (k8s.io/api, prometheus-operator API types)
 #   strimzi jars  mvn dependency:copy-dependencies of tests/deploy/strimzi/pom.xml (Maven Central)
 #   ShellCheck    from the Debian package (shellcheck)
@@ -11,10 +12,13 @@
 #   tests/deploy/install-tools.sh --print    print the tool directory only (no installing)
 #
 # Measured cold on the 2-core machines: helm ~6-9 min of compile when the machine is busy (see
-# docs/deploy.md "Checks"), k8svalidate ~1-2 min, strimzi jars ~40 s, shellcheck a few seconds.
+# docs/deploy.md "Checks"), promtool several minutes likewise, k8svalidate ~1-2 min, strimzi jars ~40 s,
+# ShellCheck (Debian package) a few seconds.
 set -euo pipefail
 
 HELM_VERSION=v3.22.0
+# Prometheus' Go module versions are v0.<minor><patch>.x: v0.316.0 is Prometheus 3.16.0.
+PROMTOOL_VERSION=v0.316.0
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${CS_CACHE_DIR:-$HOME/.cache/certsync}/deploy-tools
 BIN=$CACHE/bin
@@ -50,6 +54,16 @@ if [ ! -x "$BIN/helm" ] || [ "$(cat "$BIN/helm.version" 2>/dev/null)" != "$HELM_
   go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   echo "$HELM_VERSION" >"$BIN/helm.version"
   log "helm built in $((SECONDS - start)) s"
+fi
+
+# promtool (alert rules: check and unit tests), stamped with its version.
+if [ ! -x "$BIN/promtool" ] || [ "$(cat "$BIN/promtool.version" 2>/dev/null)" != "$PROMTOOL_VERSION" ]; then
+  need_go
+  log "building promtool $PROMTOOL_VERSION (cold: several minutes)"
+  start=$SECONDS
+  go install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+  echo "$PROMTOOL_VERSION" >"$BIN/promtool.version"
+  log "promtool built in $((SECONDS - start)) s"
 fi
 
 # k8svalidate, stamped with a hash of its sources so an edit rebuilds it.

@@ -49,6 +49,20 @@ expect_fail "source without directory egress" 'sources\[x\].networkPolicy.to is 
 expect_fail "proxy mode without proxy url" 'set publisher.egress.proxy.url' \
   render --set publisher.egress.mode=proxy
 
+# values.schema.json: a typo or a wrong type in a key the chart owns fails before anything renders, and the
+# message names the key (helm's JSON-schema validation).
+expect_fail "typo in a chart key (schema)" "at '/collector': additional properties 'replicaz' not allowed" \
+  render --set collector.replicaz=3
+expect_fail "typo in a nested chart key (schema)" "at '/kafka/sasl/passwordSecret': additional properties 'nmae' not allowed" \
+  render --set kafka.sasl.passwordSecret.nmae=x
+expect_fail "string for an integer (schema)" "at '/publisher/replicas': got string, want integer" \
+  render --set-string publisher.replicas=two
+expect_fail "unknown egress mode (schema)" "at '/publisher/egress/mode': value must be one of 'cidrs', 'proxy'" \
+  render --set publisher.egress.mode=direct
+printf 'collector:\n  sources:\n    - site: x\n      ldap: {url: "ldaps://dc"}\n' >"$work/no-id.yaml"
+expect_fail "source without id (schema)" "at '/collector/sources/0': missing property 'id'" \
+  render -f "$work/no-id.yaml"
+
 render >"$work/good.yaml"
 # An unknown field in a Deployment spec (k8s.io/api strict decoding).
 awk '/^kind: Deployment/{d=1} d&&/^spec:/{print; print "  replicaz: 2"; d=0; next} {print}' "$work/good.yaml" >"$work/unknown.yaml"
@@ -58,6 +72,9 @@ expect_fail "writable root file system" 'readOnlyRootFilesystem is not true' "$t
 # An unknown field in a ServiceMonitor endpoint (prometheus-operator API types).
 sed 's/^      scrapeTimeout:/      scrapeTimeoutz:/' "$work/good.yaml" >"$work/sm.yaml"
 expect_fail "unknown ServiceMonitor field" 'unknown field.*scrapeTimeoutz' "$tools/bin/k8svalidate" "$work/sm.yaml"
+# An unknown field in a PrometheusRule rule (prometheus-operator API types).
+sed 's/^        for: 10m$/        forr: 10m/' "$work/good.yaml" >"$work/rule.yaml"
+expect_fail "unknown PrometheusRule field" 'unknown field.*forr' "$tools/bin/k8svalidate" "$work/rule.yaml"
 
 # KafkaTopic: an unknown spec field, and the events topic without LogAppendTime.
 sed 's/^  replicas: 3$/  replicas: 3\n  replicaz: 3/' "$work/good.yaml" >"$work/kt-unknown.yaml"

@@ -620,6 +620,52 @@ static void preflight_counts_classes(void **state)
     pts_topics_free(&w);
 }
 
+/* Sets the app roles the emulator grants (Entra ID admin consent), per resource. */
+static void set_roles(const char *exchange_roles, const char *graph_roles)
+{
+    char path[300], body[600];
+    snprintf(path, sizeof path, "/apps/%s", emu_env.client);
+    snprintf(body, sizeof body,
+             "{\"roles\":{\"https://outlook.office365.com\":[%s],\"https://graph.microsoft.com\":[%s]}}",
+             exchange_roles, graph_roles);
+    assert_int_equal(pts_emu_call(emu_env.admin, "PUT", path, body, NULL), 200);
+}
+
+/* preflight reads the roles claim of its own tokens and names each missing permission with the exact fix. */
+static void preflight_names_missing_permissions(void **state)
+{
+    (void)state;
+    world w;
+    world_new(&w);
+    seed_recipient(0, 0, 0);
+    produce_event(&w, 0, 1, 0);
+    static const char *const args[] = {"preflight", NULL};
+
+    set_roles("", "\"User.Read.All\"");
+    char *out = run_cmd(&w, 1, NULL, NULL, args);
+    assert_non_null(
+        strstr(out, "the app has no Exchange.ManageAsApp application permission: grant it in Entra ID > "
+                    "App registrations"));
+    assert_non_null(strstr(out, "Office 365 Exchange Online"));
+    assert_non_null(strstr(out, "then grant admin consent"));
+    assert_null(strstr(out, "no User.Read.All"));
+    free(out);
+
+    set_roles("\"Exchange.ManageAsApp\"", "");
+    out = run_cmd(&w, 1, NULL, NULL, args);
+    assert_non_null(strstr(out, "the app has no User.Read.All application permission on Microsoft Graph"));
+    assert_null(strstr(out, "no Exchange.ManageAsApp"));
+    free(out);
+
+    set_roles("\"Exchange.ManageAsApp\"", "\"User.Read.All\"");
+    out = run_cmd(&w, 0, NULL, NULL, args);
+    assert_non_null(strstr(out, "permission  ok"));
+    assert_non_null(strstr(out, "1 writable"));
+    free(out);
+    assert_int_equal(pts_emu_call(emu_env.admin, "POST", "/reset", NULL, NULL), 200);
+    pts_topics_free(&w);
+}
+
 /* readiness: ok, expired, expiring soon and address mismatch, as a table and as CSV. */
 static void readiness_reasons(void **state)
 {
@@ -670,9 +716,13 @@ static void readiness_reasons(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(replay_rebuilds_emptied_tenant), cmocka_unit_test(replay_dry_run_reports_only),
-        cmocka_unit_test(replay_does_not_regress_newer),  cmocka_unit_test(redrive_after_recipient_appears),
-        cmocka_unit_test(preflight_counts_classes),       cmocka_unit_test(readiness_reasons),
+        cmocka_unit_test(replay_rebuilds_emptied_tenant),
+        cmocka_unit_test(replay_dry_run_reports_only),
+        cmocka_unit_test(replay_does_not_regress_newer),
+        cmocka_unit_test(redrive_after_recipient_appears),
+        cmocka_unit_test(preflight_counts_classes),
+        cmocka_unit_test(preflight_names_missing_permissions),
+        cmocka_unit_test(readiness_reasons),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -43,6 +43,7 @@
 
 #define N_CERTS 6
 #define WAIT_MS 90000
+#define PUB_EXIT_COMMIT_PENDING 4 /* pub_service.h */
 
 static pts_emu_env emu_env;     /* the emulator fixture's env file */
 static const char *g_auth_yaml; /* NULL: auth: secret with the emulator's secret file */
@@ -1006,9 +1007,43 @@ static const char *leak_in(const needles *nd, const char *hay)
     return NULL;
 }
 
+/* Waits until /metrics shows certsync_publisher_applied_total `n`. */
+static void await_applied(int port, int n)
+{
+    char want[80];
+    snprintf(want, sizeof want, "certsync_publisher_applied_total %d\n", n);
+    long long end = pts_mono_ms() + WAIT_MS;
+    for (;;) {
+        char *text = NULL;
+        assert_int_equal(admin_get(port, "/metrics", &text), 200);
+        int done = strstr(text, want) != NULL;
+        free(text);
+        if (done)
+            return;
+        if (pts_mono_ms() > end) {
+            dump_log(port);
+            fail_msg("%s not reached in /metrics", want);
+        }
+        pts_nap_ms(100);
+    }
+}
+
+/* Replaces the file at `path` atomically (write a temporary file, rename), as a Secret update does. */
+static void replace_file(const char *path, const char *text)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
 /*
  * The publisher never prints a secret: with the client secret (service mode: /metrics, /healthz, /readyz scraped
- * while it works) and with the certificate's private key (--once), every line of its logs and every scrape is
+ * while it works; the secret is rotated in Entra (the emulator) and in its file while it runs, and the next write
+ * uses the new one without a restart) and with the certificate's private key (--once), every line of its logs and every scrape is
  * searched for the secret, the key's PEM lines, the base64 of both files, and for any JWT. The search itself is
  * proven to find a planted secret first.
  */
@@ -1029,16 +1064,26 @@ static void secrets_never_printed(void **state)
     world w;
     world_new(&w, 1);
     g_policy_yaml = ""; /* the default policy */
+    seed_recipient(3, 0);
     seed_recipient(4, 0);
-    seed_recipient(5, 0);
     char scrapes[4][300];
     int n_scrapes = 0;
 
-    /* 1. client secret, service mode, scraped while working. */
-    g_auth_yaml = NULL;
+    /* 1. client secret (a copy the test rotates), service mode, scraped while working. */
+    char secret_path[400], auth1[600], new_secret[64], body[300];
+    snprintf(secret_path, sizeof secret_path, "%s/rotating-secret", work);
+    char *old_secret = pts_slurp(emu_env.secret_file, NULL);
+    assert_non_null(old_secret);
+    replace_file(secret_path, old_secret);
+    free(old_secret);
+    snprintf(new_secret, sizeof new_secret, "Rotated-Secret-%d-%lld", (int)getpid(), pts_mono_ms());
+    needle_add(&nd, new_secret, strlen(new_secret));
+    snprintf(auth1, sizeof auth1, "  auth: secret\n  client_secret_file: %s\n", secret_path);
+    g_auth_yaml = auth1;
     char cfg[400];
     int port = pts_free_port();
     write_config(&w, port, cfg, sizeof cfg);
+    g_auth_yaml = NULL;
     pid_t pid = spawn(cfg, 0, NULL, port);
     wait_ready(port, pid);
     produce_event(&w, 0, 4, 1, 4);
@@ -1055,6 +1100,25 @@ static void secrets_never_printed(void **state)
             fail_msg("the write was not counted in /metrics");
         }
         pts_nap_ms(100);
+    }
+    /* Rotation: Entra gets the new secret only (the old one stops working), then the file; SIGHUP makes the
+       publisher compare at once. The next write needs a token from the new secret: the cached one is dropped. */
+    snprintf(body, sizeof body, "{\"secrets\":[{\"value\":\"%s\"}]}", new_secret);
+    snprintf(planted, sizeof planted, "/apps/%s", emu_env.client);
+    assert_int_equal(pts_emu_call(emu_env.admin, "PUT", planted, body, NULL), 200);
+    replace_file(secret_path, new_secret);
+    assert_int_equal(kill(pid, SIGHUP), 0);
+    produce_event(&w, 0, 3, 1, 3);
+    await_applied(port, 2);
+    {
+        char logp[300];
+        snprintf(logp, sizeof logp, "%s/pub-%d.log", work, port);
+        char *log = pts_slurp(logp, NULL);
+        assert_non_null(log);
+        assert_non_null(strstr(log, "\"key\":\"o365.client_secret_file\""));
+        assert_non_null(strstr(log, secret_path));
+        assert_non_null(strstr(log, "Office 365 credential replaced"));
+        free(log);
     }
     static const char *const paths[] = {"/metrics", "/healthz", "/readyz"};
     for (size_t i = 0; i < 3; i++) {
@@ -1077,6 +1141,8 @@ static void secrets_never_printed(void **state)
     snprintf(auth, sizeof auth, "  auth: certificate\n  certificate_file: %s\n  private_key_file: %s\n",
              emu_env.cert_file, emu_env.key_file);
     g_auth_yaml = auth;
+    assert_int_equal(emu("POST", "/reset", NULL), 200); /* the emulator's own secret again */
+    seed_recipient(5, 0);
     long long s1 = last_seq();
     produce_event(&w, 0, 5, 1, 5);
     ports[1] = run_once(&w, NULL, 0);
@@ -1106,13 +1172,568 @@ static void secrets_never_printed(void **state)
     pts_topics_free(&w);
 }
 
+/* ------------------------------------------------------------------ Kafka paused mid-commit */
+
+/* A private Kafka for the pause test: pausing the shared one would stall every other test. */
+static char pause_kdir[300];
+static pid_t pause_kpid;
+
+static void private_kafka_start(void)
+{
+    const char *ksh = getenv("CS_KAFKA_SH");
+    assert_non_null(ksh);
+    snprintf(pause_kdir, sizeof pause_kdir, "%s/kafka", work);
+    char cmd[1024], env[400];
+    snprintf(cmd, sizeof cmd, "'%s' start '%s' >'%s.log' 2>&1", ksh, pause_kdir, pause_kdir);
+    if (system(cmd) != 0) {
+        snprintf(env, sizeof env, "%s.log", pause_kdir);
+        pts_dump_tail("kafka.sh start", env);
+        fail_msg("private Kafka did not start");
+    }
+    snprintf(env, sizeof env, "%s/env", pause_kdir);
+    char *text = pts_slurp(env, NULL);
+    assert_non_null(text);
+    const char *p = strstr(text, "KAFKA_NODE1_PID=");
+    assert_non_null(p);
+    pause_kpid = (pid_t)strtol(p + strlen("KAFKA_NODE1_PID="), NULL, 10);
+    free(text);
+    assert_true(pause_kpid > 1);
+    /* Every kt_* helper of this process reads its bootstrap from here (read lazily, not yet read). */
+    setenv("CS_KAFKA_ENV", env, 1);
+}
+
+static int private_kafka_stop(void **state)
+{
+    (void)state;
+    if (pause_kpid > 1)
+        kill(pause_kpid, SIGCONT);
+    if (pause_kdir[0]) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "'%s' stop '%s' >/dev/null 2>&1", getenv("CS_KAFKA_SH"), pause_kdir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "kafka.sh stop %s failed\n", pause_kdir);
+    }
+    return 0;
+}
+
+/* Occurrences of `needle` in the publisher's log. */
+static int log_count(int port, const char *needle)
+{
+    char log[300];
+    snprintf(log, sizeof log, "%s/pub-%d.log", work, port);
+    char *text = pts_slurp(log, NULL);
+    int n = 0;
+    for (const char *p = text; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* Waits (bounded) until the log holds `needle` at least `n` times, or `path` exists when needle is NULL. */
+static void await_event(int port, pid_t pid, const char *needle, int n, const char *path)
+{
+    long long end = pts_mono_ms() + WAIT_MS;
+    while (needle ? log_count(port, needle) < n : access(path, F_OK) != 0) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            dump_log(port);
+            fail_msg("publisher exited while waiting for %s", needle ? needle : path);
+        }
+        if (pts_mono_ms() > end) {
+            dump_log(port);
+            fail_msg("no %s within %d ms", needle ? needle : path, WAIT_MS);
+        }
+        pts_nap_ms(50);
+    }
+}
+
+static void touch(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+}
+
+/*
+ * Kafka paused (SIGSTOP of the broker) right before a commit, by the pause_before_commit fault point:
+ *   1. the commit stays pending ("commit pending" logged, /readyz not ready, commit_pending gauge 1, ready
+ *      gauge 0); after SIGCONT the same commit completes: the write was applied exactly once (the batch
+ *      was not aborted and re-processed) and the instance is ready again;
+ *   2. SIGTERM during a pause that does not end: exit 4 (documented in --help) with a clear log line;
+ *      after SIGCONT a restart resumes from the committed offsets: the final state is the expected one
+ *      and the one repeated write is identical to the first.
+ */
+static void kafka_pause_mid_commit(void **state)
+{
+    (void)state;
+    private_kafka_start();
+    world w;
+    world_new(&w, 1);
+    seed_recipient(0, 0);
+    seed_recipient(1, 0);
+    char fdir[300], marker[400], go[400];
+    snprintf(fdir, sizeof fdir, "%s/fault", work);
+    assert_int_equal(mkdir(fdir, 0700), 0);
+    snprintf(marker, sizeof marker, "%s/before_commit", fdir);
+    snprintf(go, sizeof go, "%s/go", fdir);
+    setenv("CERTSYNC_PUB_FAULT_DIR", fdir, 1);
+    long long s0 = last_seq();
+    char cfg[400];
+    int port = pts_free_port();
+    write_config(&w, port, cfg, sizeof cfg);
+    produce_event(&w, 0, 0, 1, 0);
+    pid_t pid = spawn(cfg, 0, "pause_before_commit", port);
+
+    /* 1. paused mid-commit, then resumed */
+    await_event(port, pid, NULL, 0, marker);
+    assert_int_equal(kill(pause_kpid, SIGSTOP), 0);
+    touch(go);
+    await_event(port, pid, "commit pending: resuming it", 1, NULL);
+    char *text = NULL;
+    assert_int_not_equal(admin_get(port, "/readyz", NULL), 200);
+    assert_int_equal(admin_get(port, "/metrics", &text), 200);
+    if (!strstr(text, "certsync_publisher_commit_pending 1") || !strstr(text, "certsync_publisher_ready 0"))
+        fail_msg("while the commit is pending the gauges do not say so:\n%s", text);
+    free(text);
+    assert_int_equal(kill(pause_kpid, SIGCONT), 0);
+    await_event(port, pid, "pending commit completed", 1, NULL);
+    wait_ready(port, pid);
+    expect_written_once(s0, 0, 0);
+    assert_int_equal(log_count(port, "transaction failed, aborting"), 0);
+
+    /* 2. SIGTERM during the pause */
+    unlink(marker);
+    unlink(go);
+    produce_event(&w, 0, 1, 1, 1);
+    await_event(port, pid, NULL, 0, marker);
+    assert_int_equal(kill(pause_kpid, SIGSTOP), 0);
+    touch(go);
+    await_event(port, pid, "commit pending: resuming it", 2, NULL);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    expect_exit_code(wait_exit(pid, port, 30000), PUB_EXIT_COMMIT_PENDING, port);
+    assert_int_equal(log_count(port, "stopped while a Kafka commit was pending"), 1);
+    assert_int_equal(kill(pause_kpid, SIGCONT), 0);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "'%s' --help | grep -q '^  4  stopped while a Kafka commit was pending'",
+             getenv("CERTSYNC_PUBLISHER"));
+    assert_int_equal(system(cmd), 0);
+
+    unsetenv("CERTSYNC_PUB_FAULT_DIR");
+    run_once(&w, NULL, 0);
+    expect_state(0, 0);
+    expect_state(1, 1);
+    expect_written_once(s0, 0, 0); /* committed in part 1: never applied again */
+    changes uc = changes_of(s0, 1, "UserCertificate");
+    if (uc.changed != 1 || uc.unchanged > 1)
+        fail_msg(
+            "user1: %d changing and %d identical writes, want 1 and at most 1 (the repeat after the stop)",
+            uc.changed, uc.unchanged);
+    pts_topics_free(&w);
+}
+
+/* ------------------------------------------------------------------ S/MIME readiness gauge (issue 6) */
+
+/* PKCS#7 (certs-only, DER) around certificate `der`, as a userSMIMECertificate value; caller frees. */
+static unsigned char *p7_of(const unsigned char *der, size_t len, size_t *out_len)
+{
+    char path[300], cmd[1100];
+    snprintf(path, sizeof path, "%s/p7in.der", work);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(der, 1, len, f), len);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "openssl x509 -inform DER -in %s -out %s.pem && openssl crl2pkcs7 -nocrl -certfile %s.pem "
+             "-outform DER",
+             path, path, path);
+    unsigned char *p7 = run_der(cmd, out_len);
+    assert_non_null(p7);
+    return p7;
+}
+
+/* Produces an upsert of `user` to partition `part` with the given userCertificate and userSMIMECertificate
+ * values (mail = UPN). */
+static void produce_lists(world *w, int32_t part, int user, unsigned char *const *uc, const size_t *ucl,
+                          size_t nuc, unsigned char *const *sm, const size_t *sml, size_t nsm)
+{
+    char oid[32], key[48], upn[320];
+    unsigned char g[16];
+    guid_of(user, g);
+    upn_of(user, upn, sizeof upn);
+    snprintf(oid, sizeof oid, "user%d", user);
+    snprintf(key, sizeof key, "src/user%d", user);
+    Certsync__V1__ChangeEvent ev = CERTSYNC__V1__CHANGE_EVENT__INIT;
+    Certsync__V1__Source src = CERTSYNC__V1__SOURCE__INIT;
+    Certsync__V1__Identity id = CERTSYNC__V1__IDENTITY__INIT;
+    Certsync__V1__Version ver = CERTSYNC__V1__VERSION__INIT;
+    Certsync__V1__AttributeStamp st = CERTSYNC__V1__ATTRIBUTE_STAMP__INIT;
+    Certsync__V1__CertificateValue cv[20], *cvp[20], sv[4], *svp[4];
+    char src_id[] = "src";
+    assert_true(nuc <= 20 && nsm <= 4);
+    src.source_id = src_id;
+    id.object_id = oid;
+    id.has_object_guid = 1;
+    id.object_guid.data = g;
+    id.object_guid.len = 16;
+    id.user_principal_name = upn;
+    id.mail = upn;
+    st.has_version = 1;
+    st.version = 1;
+    ver.user_certificate = &st;
+    ver.user_smime_certificate = &st;
+    ev.has_kind = 1;
+    ev.kind = CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_UPSERT;
+    ev.source = &src;
+    ev.identity = &id;
+    ev.version = &ver;
+    for (size_t i = 0; i < nuc; i++) {
+        certsync__v1__certificate_value__init(&cv[i]);
+        cv[i].has_raw = 1;
+        cv[i].raw.data = uc[i];
+        cv[i].raw.len = ucl[i];
+        cvp[i] = &cv[i];
+    }
+    for (size_t i = 0; i < nsm; i++) {
+        certsync__v1__certificate_value__init(&sv[i]);
+        sv[i].has_raw = 1;
+        sv[i].raw.data = sm[i];
+        sv[i].raw.len = sml[i];
+        svp[i] = &sv[i];
+    }
+    ev.user_certificate = cvp;
+    ev.n_user_certificate = nuc;
+    ev.user_smime_certificate = svp;
+    ev.n_user_smime_certificate = nsm;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_null(cs_event_encode(&ev, &buf, &len));
+    produce_raw(w, part, key, buf, len);
+    free(buf);
+}
+
+/* The value of the series `series` (name{labels}) on the page, or -1 when absent. */
+static double metric_value(const char *page, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = strstr(page, series); p; p = strstr(p + 1, series)) {
+        if ((p == page || p[-1] == '\n') && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    }
+    return -1;
+}
+
+static const char *const readiness_reasons[6] = {
+    "ok", "expiring_soon", "expired", "address_mismatch", "no_usable_certificate", "over_15_values"};
+
+/* Reads the readiness gauge of the instance on `port` into v[6] (order of readiness_reasons). */
+static void readiness_of(int port, double v[6])
+{
+    char *text = NULL;
+    assert_int_equal(admin_get(port, "/metrics", &text), 200);
+    for (int i = 0; i < 6; i++) {
+        char series[128];
+        snprintf(series, sizeof series, "certsync_smime_readiness_users{reason=\"%s\"}",
+                 readiness_reasons[i]);
+        v[i] = metric_value(text, series);
+    }
+    free(text);
+}
+
+/* Waits until the gauge of `port` reads want[6]; fails with what it read. */
+static void await_readiness(int port, pid_t pid, const double want[6], const char *when)
+{
+    long long end = pts_mono_ms() + WAIT_MS;
+    double v[6];
+    for (;;) {
+        readiness_of(port, v);
+        if (memcmp(v, want, sizeof v) == 0)
+            return;
+        if (pts_mono_ms() > end || waitpid(pid, NULL, WNOHANG) == pid) {
+            dump_log(port);
+            fail_msg("%s: readiness gauge ok=%g expiring_soon=%g expired=%g address_mismatch=%g "
+                     "no_usable_certificate=%g over_15_values=%g, wanted %g %g %g %g %g %g",
+                     when, v[0], v[1], v[2], v[3], v[4], v[5], want[0], want[1], want[2], want[3], want[4],
+                     want[5]);
+        }
+        pts_nap_ms(200);
+    }
+}
+
+/* Number of certsync_publisher_consumer_lag series on the page of `port`. */
+static int lag_series(int port)
+{
+    char *text = NULL;
+    int n = 0;
+    assert_int_equal(admin_get(port, "/metrics", &text), 200);
+    for (const char *p = strstr(text, "\ncertsync_publisher_consumer_lag{"); p;
+         p = strstr(p + 1, "\ncertsync_publisher_consumer_lag{"))
+        n++;
+    free(text);
+    return n;
+}
+
+/*
+ * The running publisher keeps certsync_smime_readiness_users{reason} for the objects it holds: one user per
+ * reason (default policy: the written values pass it, the values Outlook reads do not), the same after a
+ * restart (restored with the applied state, nothing re-read), and, when a second instance takes one of the
+ * two partitions, the first counts only its own users and drops the lag series of the partition it lost.
+ */
+static void readiness_gauge_by_reason(void **state)
+{
+    (void)state;
+    world w;
+    world_new(&w, 2);
+    g_policy_yaml = ""; /* the default policy */
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    assert_non_null(key);
+    time_t now = time(NULL);
+    char me[6][320], other[320];
+    unsigned char *good[6], *soon = NULL, *old = NULL, *elsewhere = NULL;
+    size_t good_len[6], soon_len = 0, old_len = 0, elsewhere_len = 0;
+    for (int u = 0; u < 6; u++) {
+        seed_recipient(30 + u, 0);
+        upn_of(30 + u, me[u], sizeof me[u]);
+        good[u] = policy_cert(key, me[u], 100 + u, now - 86400, now + 365 * 86400, &good_len[u]);
+    }
+    snprintf(other, sizeof other, "someone.else@%s", emu_env.domain);
+    soon = policy_cert(key, me[1], 201, now - 86400, now + 10 * 86400, &soon_len);
+    old = policy_cert(key, me[2], 202, now - 400 * 86400, now - 86400, &old_len);
+    elsewhere = policy_cert(key, other, 203, now - 86400, now + 365 * 86400, &elsewhere_len);
+    size_t p7_old_len = 0, p7_else_len = 0;
+    unsigned char *p7_old = p7_of(old, old_len, &p7_old_len);
+    unsigned char *p7_else = p7_of(elsewhere, elsewhere_len, &p7_else_len);
+    static unsigned char garbage[] = "not a certificate";
+    unsigned char *garbage_p = garbage;
+    size_t garbage_len = sizeof garbage - 1;
+    unsigned char *many[16];
+    size_t many_len[16];
+    for (int i = 0; i < 16; i++) {
+        many[i] = good[5];
+        many_len[i] = good_len[5];
+    }
+    /* users 30-32 on partition 0, 33-35 on partition 1 */
+    produce_lists(&w, 0, 30, &good[0], &good_len[0], 1, NULL, NULL, 0);             /* ok */
+    produce_lists(&w, 0, 31, &soon, &soon_len, 1, NULL, NULL, 0);                   /* expiring_soon */
+    produce_lists(&w, 0, 32, &good[2], &good_len[2], 1, &p7_old, &p7_old_len, 1);   /* expired (SMIME read) */
+    produce_lists(&w, 1, 33, &good[3], &good_len[3], 1, &p7_else, &p7_else_len, 1); /* address_mismatch */
+    produce_lists(&w, 1, 34, &good[4], &good_len[4], 1, &garbage_p, &garbage_len, 1); /* no usable */
+    produce_lists(&w, 1, 35, many, many_len, 16, NULL, NULL, 0);                      /* over_15_values */
+
+    char cfg[400];
+    int port = pts_free_port();
+    write_config(&w, port, cfg, sizeof cfg);
+    pid_t pid = spawn(cfg, 0, NULL, port);
+    wait_ready(port, pid);
+    static const double all[6] = {1, 1, 1, 1, 1, 1};
+    await_readiness(port, pid, all, "first run");
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    expect_exit_code(wait_exit(pid, port, 30000), 0, port);
+
+    /* Restarted: the verdicts come back with the applied state; nothing is written again. */
+    long long s1 = last_seq();
+    pid = spawn(cfg, 0, NULL, port);
+    wait_ready(port, pid);
+    await_readiness(port, pid, all, "after a restart");
+    assert_int_equal(set_requests(s1), 0);
+    long long end = pts_mono_ms() + WAIT_MS;
+    while (lag_series(port) != 2) {
+        if (pts_mono_ms() > end) {
+            dump_log(port);
+            fail_msg("no lag series for both partitions");
+        }
+        pts_nap_ms(200);
+    }
+
+    /* A second instance in the group takes one partition: the first keeps three users and one lag series. */
+    char cfg2[400], text2[4000];
+    int port2 = pts_free_port();
+    write_config(&w, port2, cfg2, sizeof cfg2);
+    char *body = pts_slurp(cfg2, NULL);
+    assert_non_null(body);
+    const char *rest = strchr(body, '\n');
+    assert_non_null(rest);
+    snprintf(text2, sizeof text2, "publisher.instance_id: %s-b%s", w.instance, rest);
+    free(body);
+    FILE *f = fopen(cfg2, "w");
+    assert_non_null(f);
+    fputs(text2, f);
+    fclose(f);
+    pid_t pid2 = spawn(cfg2, 0, NULL, port2);
+    wait_ready(port2, pid2);
+    end = pts_mono_ms() + WAIT_MS;
+    double a[6], b[6];
+    for (;;) {
+        readiness_of(port, a);
+        readiness_of(port2, b);
+        double sa = 0, sb = 0;
+        for (int i = 0; i < 6; i++) {
+            sa += a[i];
+            sb += b[i];
+        }
+        if (sa == 3 && sb == 3 && lag_series(port) == 1 && lag_series(port2) == 1)
+            break;
+        if (pts_mono_ms() > end) {
+            dump_log(port);
+            dump_log(port2);
+            fail_msg(
+                "after the rebalance: %g users and %d lag series on the first instance, %g and %d on the "
+                "second (wanted 3 and 1 each)",
+                sa, lag_series(port), sb, lag_series(port2));
+        }
+        pts_nap_ms(200);
+    }
+    for (int i = 0; i < 6; i++)
+        assert_true(a[i] + b[i] == 1); /* each user counted once, by the instance that owns it */
+    assert_int_equal(kill(pid2, SIGTERM), 0);
+    expect_exit_code(wait_exit(pid2, port2, 30000), 0, port2);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    expect_exit_code(wait_exit(pid, port, 30000), 0, port);
+    for (int u = 0; u < 6; u++)
+        OPENSSL_free(good[u]);
+    OPENSSL_free(soon);
+    OPENSSL_free(old);
+    OPENSSL_free(elsewhere);
+    free(p7_old);
+    free(p7_else);
+    EVP_PKEY_free(key);
+    g_policy_yaml = "policy.check_address: false\n";
+    pts_topics_free(&w);
+}
+
+/* ------------------------------------------------------------------ not found is "not yet" (issue 5) */
+
+/* Times (seconds since midnight) of the Graph lookups of `user`'s UPN since `since`: one per try, the last
+ * step of resolve.order [immutable_id, upn]. Returns how many (all counted, at most `cap` stored). */
+static int upn_lookups(long long since, int user, double *times, int cap)
+{
+    char path[128], upn[320];
+    snprintf(path, sizeof path, "/journal?kind=request&since=%lld", since);
+    upn_of(user, upn, sizeof upn);
+    json_t *j = pts_emu_json(emu_env.admin, path);
+    json_t *e;
+    size_t i;
+    int n = 0;
+    json_array_foreach(json_object_get(j, "entries"), i, e)
+    {
+        const char *ep = json_string_value(json_object_get(e, "endpoint"));
+        const char *id = json_string_value(json_object_get(e, "identity"));
+        if (!ep || strcmp(ep, "graph") != 0 || !id || !strstr(id, upn))
+            continue;
+        if (n < cap)
+            times[n] = iso_secs(json_string_value(json_object_get(e, "time")));
+        n++;
+    }
+    json_decref(j);
+    return n;
+}
+
+/* Waits (bounded) until `user` has had at least `n` UPN lookups since `since`. */
+static void await_lookups(long long since, int user, int n, int port, pid_t pid)
+{
+    double t[1];
+    long long end = pts_mono_ms() + WAIT_MS;
+    while (upn_lookups(since, user, t, 0) < n) {
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            dump_log(port);
+            fail_msg("publisher exited while user%d waited for lookup %d", user, n);
+        }
+        if (pts_mono_ms() > end) {
+            dump_log(port);
+            fail_msg("user%d: %d lookups within %d ms, want %d", user, upn_lookups(since, user, t, 0),
+                     WAIT_MS, n);
+        }
+        pts_nap_ms(100);
+    }
+}
+
+/*
+ * retry.not_found.* with delays of seconds: a recipient that is not found is tried again through the retry
+ * topic after 1 s, 2 s, 3 s (first 1s, factor 2, max 3s: the waits grow and stop at the maximum, measured
+ * from the emulator's lookup times) and dead-lettered RECIPIENT_NOT_FOUND on try 4 (attempts 4); a recipient
+ * of the same partition that exists is applied meanwhile, not after the waits; one that appears (seeded)
+ * after its first try is applied by a retry.
+ */
+static void not_found_retried_then_dead_lettered(void **state)
+{
+    (void)state;
+    enum { NEVER = 0, LATER = 1, PRESENT = 2, TRIES = 4 };
+    const double want_gap[TRIES - 1] = {1.0, 2.0, 3.0};
+    world w;
+    world_new(&w, 1);
+    seed_recipient(PRESENT, 0);
+    const char *saved_policy = g_policy_yaml;
+    g_policy_yaml = "policy.check_address: false\n"
+                    "retry.not_found: {first_delay: 1s, factor: 2, max_delay: 3s, attempts: 4}\n";
+    char cfg[400];
+    int port = pts_free_port();
+    write_config(&w, port, cfg, sizeof cfg);
+    g_policy_yaml = saved_policy;
+    long long s0 = last_seq();
+    produce_event(&w, 0, NEVER, 1, 0);
+    produce_event(&w, 0, LATER, 1, 1);
+    produce_event(&w, 0, PRESENT, 1, 2);
+    pid_t pid = spawn(cfg, 0, NULL, port);
+
+    /* The late recipient appears after its first (failed) try, as after an Entra Connect cycle. */
+    await_lookups(s0, LATER, 1, port, pid);
+    seed_recipient(LATER, 0);
+    await_lookups(s0, NEVER, TRIES, port, pid);
+    Certsync__V1__DeadLetterReason reasons[4];
+    int n_dlq = 0;
+    long long end = pts_mono_ms() + WAIT_MS;
+    while ((n_dlq = read_dead_letters(&w, reasons, 4)) == 0 && pts_mono_ms() < end)
+        pts_nap_ms(200);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    expect_exit_code(wait_exit(pid, port, 30000), 0, port);
+
+    /* Exactly the configured tries, with the configured, growing waits between them. */
+    double t[TRIES + 2];
+    int tries = upn_lookups(s0, NEVER, t, TRIES + 2);
+    if (tries != TRIES) {
+        dump_log(port);
+        fail_msg("user%d looked up %d times, want %d (retry.not_found.attempts)", NEVER, tries, TRIES);
+    }
+    for (int i = 0; i + 1 < TRIES; i++) {
+        double gap = t[i + 1] - t[i];
+        /* journal times have microseconds; allow 50 ms of clock rounding, and a generous upper bound */
+        if (gap < want_gap[i] - 0.05 || gap > want_gap[i] + 10.0)
+            fail_msg("wait %d of user%d was %.3f s, want %.0f s", i + 1, NEVER, gap, want_gap[i]);
+    }
+    assert_int_equal(n_dlq, 1);
+    assert_int_equal(reasons[0], CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_RECIPIENT_NOT_FOUND);
+    expect_no_write(s0, NEVER);
+    /* The present recipient behind it on the same partition did not wait for its retries. */
+    expect_written_once(s0, PRESENT, 2);
+    double t_present = changes_of(s0, PRESENT, "UserCertificate").first_time;
+    if (t_present >= t[1])
+        fail_msg("user%d was applied %.3f s after user%d's first try: blocked by its retry", PRESENT,
+                 t_present - t[0], NEVER);
+    /* The late one was applied by a retry (found by its immutable id then): after its first wait. */
+    expect_written_once(s0, LATER, 1);
+    double tl[1];
+    assert_int_equal(upn_lookups(s0, LATER, tl, 1), 1);
+    double t_late = changes_of(s0, LATER, "UserCertificate").first_time;
+    if (t_late - tl[0] < want_gap[0] - 0.05)
+        fail_msg("user%d was written %.3f s after its failed try, want a retry after %.0f s", LATER,
+                 t_late - tl[0], want_gap[0]);
+    expect_state(LATER, 1);
+    pts_topics_free(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(apply_update_clear_restart),  cmocka_unit_test(service_probes_sigterm),
-        cmocka_unit_test(dead_letters_and_throttling), cmocka_unit_test(kill9_before_commit_idempotent),
-        cmocka_unit_test(fencing_older_instance),      cmocka_unit_test(policy_refusals),
+        cmocka_unit_test(apply_update_clear_restart),
+        cmocka_unit_test(service_probes_sigterm),
+        cmocka_unit_test(dead_letters_and_throttling),
+        cmocka_unit_test(kill9_before_commit_idempotent),
+        cmocka_unit_test(fencing_older_instance),
+        cmocka_unit_test(policy_refusals),
         cmocka_unit_test(secrets_never_printed),
+        cmocka_unit_test(readiness_gauge_by_reason),
+        cmocka_unit_test(not_found_retried_then_dead_lettered),
+        cmocka_unit_test_teardown(kafka_pause_mid_commit, private_kafka_stop),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);

@@ -16,6 +16,8 @@
 #                                            the marker DIR/.certsync-kafka): start wipes it, and refuses
 #                                            to wipe anything else
 #   kafka.sh stop DIR                        stop every node by PID; non-zero if one is left
+#   kafka.sh node-start DIR I                start node I of DIR again with its data (after a failover
+#                                            test killed it); updates DIR/pid and KAFKA_NODE<I>_PID
 #   kafka.sh topic DIR NAME --partitions N [--compact] [--replication R]
 #                                            create a topic (tests prefer librdkafka's Admin API from C)
 #
@@ -45,7 +47,7 @@ KAFKA_HEAP=${KAFKA_HEAP:--Xms64m -Xmx448m}
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 
 usage() {
-  sed -n '2,22p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,24p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -239,6 +241,48 @@ format_node() {
   }
 }
 
+# launch_node NODE_DIR: starts one broker+controller JVM from NODE_DIR/server.properties in the background;
+# its pid goes to NODE_DIR/pid (stdout.log is appended to, so a restarted node keeps its earlier output).
+launch_node() {
+  local nd=$1
+  # setsid: the broker must not die with the ctest process group that started it.
+  # shellcheck disable=SC2046,SC2086
+  setsid java $(java_flags) $KAFKA_HEAP -Dlog4j2.configurationFile="$nd/log4j2.properties" \
+    -Dkafka.logs.dir="$nd" -cp "$LIB/*" kafka.Kafka "$nd/server.properties" \
+    </dev/null >>"$nd/stdout.log" 2>&1 &
+  echo $! >"$nd/pid"
+}
+
+# node-start DIR I: starts node I of a cluster made by 'start DIR' again, with its data (a failover test
+# killed it), then waits until every bootstrap address lists all nodes. DIR/pid and KAFKA_NODE<I>_PID in
+# DIR/env name the new process, so 'stop DIR' stops it. Refuses while node I is still running.
+cmd_node_start() {
+  local dir=${1:-} i=${2:-} old p
+  [ -n "$dir" ] && [[ $i =~ ^[1-9]$ ]] || cs_die "kafka.sh node-start: usage: node-start DIR I (I = 1, 2 or 3)"
+  [ -f "$dir/env" ] && [ -f "$dir/node$i/server.properties" ] ||
+    cs_die "kafka.sh node-start: no node $i in $dir (start the cluster with 'kafka.sh start $dir --nodes 3' first)"
+  grep -q '^KAFKA_SECURITY_PROTOCOL=' "$dir/env" && cs_die "kafka.sh node-start: $dir is a --secure node; not supported"
+  old=$(cat "$dir/node$i/pid" 2>/dev/null || true)
+  if [ -n "$old" ] && cs_pid_alive "$old"; then
+    cs_die "kafka.sh node-start: node $i in $dir is still running (pid $old); kill it first"
+  fi
+  # shellcheck disable=SC1091
+  . "$dir/env"
+  cmd_fetch
+  launch_node "$dir/node$i"
+  p=$(cat "$dir/node$i/pid")
+  # Replace the old pid in DIR/pid and DIR/env atomically (write, then rename).
+  { grep -vx "${old:-none}" "$dir/pid" || true; echo "$p"; } >"$dir/pid.tmp"
+  mv "$dir/pid.tmp" "$dir/pid"
+  sed "s/^KAFKA_NODE${i}_PID=.*/KAFKA_NODE${i}_PID=$p/" "$dir/env" >"$dir/env.tmp"
+  mv "$dir/env.tmp" "$dir/env"
+  if ! python3 "$PROBE" wait "$KAFKA_BOOTSTRAP" "$KAFKA_NODES" "$START_TIMEOUT"; then
+    cs_show_log "$dir/node$i/server.log"
+    cs_die "kafka.sh node-start: node $i in $dir did not rejoin within $START_TIMEOUT s (log above)"
+  fi
+  echo "kafka.sh: node $i in $dir restarted as pid $p"
+}
+
 cmd_start() {
   local dir=${1:-}
   [ -n "$dir" ] || usage
@@ -317,14 +361,8 @@ cmd_start() {
 
   : >"$dir/pid"
   for ((i = 1; i <= nodes; i++)); do
-    local nd=$dir/node$i
-    # setsid: the broker must not die with the ctest process group that started it.
-    # shellcheck disable=SC2046,SC2086
-    setsid java $(java_flags) $KAFKA_HEAP -Dlog4j2.configurationFile="$nd/log4j2.properties" \
-      -Dkafka.logs.dir="$nd" -cp "$LIB/*" kafka.Kafka "$nd/server.properties" \
-      </dev/null >"$nd/stdout.log" 2>&1 &
-    echo $! >>"$dir/pid"
-    echo $! >"$nd/pid"
+    launch_node "$dir/node$i"
+    cat "$dir/node$i/pid" >>"$dir/pid"
   done
 
   local ready=0
@@ -438,6 +476,7 @@ case ${1:-} in
   fetch) shift; fetch_versions "$@" ;;
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
+  node-start) shift; cmd_node_start "$@" ;;
   topic) shift; cmd_topic "$@" ;;
   *) usage ;;
 esac

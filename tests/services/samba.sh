@@ -15,8 +15,22 @@
 #       --cache CACHEDIR (or CS_SAMBA_CACHE): keep a pristine provisioned template there and copy
 #       it per start (provisioning costs ~6 s, a copy well under 1 s). The template's domain SID,
 #       keys and Administrator password are shared by every copy: fine for tests only.
+#       --replication: also serve cldap, rpc (DRSUAPI), drepl and kdc, so a second DC can join
+#       (samba.sh join) and replicate from this one.
 #       Refuses to start while something listens on port 389 on every address (e.g. the Debian system
 #       slapd), naming it. A failed start leaves no samba process and no address alias behind.
+#   samba.sh join DIR FIRST_DIR
+#       A second DC (netbios name DC2) joined to the domain of the DC in FIRST_DIR (started with
+#       --replication): `samba-tool domain join CORP.EXAMPLE.TEST DC --server=<first's address>` into
+#       DIR/ad (the join is a DRS full replication of schema, configuration and domain: ~5 s here),
+#       on its own 127.88.X.Y, same services; writes DIR/env like start (same Administrator
+#       password: it is replicated). One joined DC per FIRST_DIR (the name DC2 is fixed).
+#   samba.sh replicate TO_DIR FROM_DIR
+#       Pulls the domain partition's changes from FROM_DIR's DC into TO_DIR's DC now:
+#       `samba-tool drs replicate --local` (a real DRS GetNCChanges from FROM's DC, applied to TO's
+#       sam.ldb with the originating replPropertyMetaData kept). Samba's drepl would do this by
+#       itself, but it reaches its partner as <NTDS GUID>._msdcs.<realm> through the system resolver
+#       (no DNS server here: "dns child failed to find name ..."), so tests force it.
 #   samba.sh stop DIR
 #       SIGTERM to the PID in DIR/pid, waits, then checks no process of that session is left
 #       (samba runs in its own session, so its children are found by session id, never by name);
@@ -149,16 +163,20 @@ start_failed() {
   exit "$rc"
 }
 
+# Services of a DC that takes part in replication: cldap answers the joiner's DC lookup, rpc serves DRSUAPI.
+REPL_SERVICES="ldap cldap rpc drepl kdc"
+
+# write_smb_conf DIR IP [SERVICES [NETBIOS_NAME]]
 write_smb_conf() {
-  local d=$1 ip=$2 ad=$1/ad
+  local d=$1 ip=$2 ad=$1/ad services=${3:-ldap} nb=${4:-${HOST_NAME^^}}
   cat >"$ad/etc/smb.conf" <<EOF
 # Written by tests/services/samba.sh for one throw-away test DC.
 [global]
-	netbios name = ${HOST_NAME^^}
+	netbios name = $nb
 	realm = $REALM
 	workgroup = $DOMAIN
 	server role = active directory domain controller
-	server services = ldap
+	server services = $services
 	idmap_ldb:use rfc2307 = yes
 	interfaces = $ip/32
 	bind interfaces only = yes
@@ -178,21 +196,28 @@ write_smb_conf() {
 	tls keyfile = $d/tls/samba.key
 	tls certfile = $d/tls/samba.pem
 	tls cafile = $d/tls/ca.pem
+[netlogon]
+	path = $ad/state/sysvol/$DNS_DOMAIN/scripts
+	read only = no
+[sysvol]
+	path = $ad/state/sysvol
+	read only = no
 EOF
 }
 
 cmd_start() {
   local d=$1
   shift
-  local cache=${CS_SAMBA_CACHE:-}
+  local cache=${CS_SAMBA_CACHE:-} services=ldap
   while [ $# -gt 0 ]; do
     case $1 in
+      --replication) services=$REPL_SERVICES ;;
       --cache)
         [ $# -ge 2 ] || cs_die "--cache needs a directory"
         cache=$2
         shift
         ;;
-      *) cs_die "unknown option '$1' for samba.sh start; use --cache DIR" ;;
+      *) cs_die "unknown option '$1' for samba.sh start; use --cache DIR or --replication" ;;
     esac
     shift
   done
@@ -228,8 +253,14 @@ cmd_start() {
   ip=$(pick_address "$d")
   "$TOOLS/test_ca.sh" init "$d/tls"
   "$TOOLS/test_ca.sh" server "$d/tls" samba "$ip" "$HOST_NAME.$DNS_DOMAIN"
-  write_smb_conf "$d" "$ip"
+  write_smb_conf "$d" "$ip" "$services"
+  run_dc "$d" "$ip" "$t0" "$([ -n "$cache" ] && echo "template copy" || echo "provision") $(((t1 - t0) / 1000)).$(((t1 - t0) % 1000 / 100)) s"
+}
 
+# run_dc DIR IP T0 WHAT: starts samba from DIR/ad/etc/smb.conf, waits for a simple-bind search, writes
+# DIR/env. Runs under start_failed (cmd_start / cmd_join set the trap).
+run_dc() {
+  local d=$1 ip=$2 t0=$3 what=$4
   # setsid: samba leads its own session; stop finds every process of it by session id.
   setsid samba -i -M single -s "$d/ad/etc/smb.conf" </dev/null >"$d/samba.log" 2>&1 &
   local pid=$!
@@ -271,9 +302,55 @@ cmd_start() {
   } >"$d/env.tmp"
   mv "$d/env.tmp" "$d/env"
   trap - EXIT
-  printf 'samba: pid %s on %s (ldap/ldaps), %s %d.%d s, ready after %s s; env in %s\n' "$pid" "$ip" \
-    "$([ -n "$cache" ] && echo "template copy" || echo "provision")" $(((t1 - t0) / 1000)) \
-    $(((t1 - t0) % 1000 / 100)) "$(cs_since_s "$t0")" "$d/env"
+  printf 'samba: pid %s on %s (ldap/ldaps), %s, ready after %s s; env in %s\n' "$pid" "$ip" "$what" \
+    "$(cs_since_s "$t0")" "$d/env"
+}
+
+cmd_join() {
+  local d=$1 first=$2 ip t0 t1 first_host
+  [ "$(id -u)" -eq 0 ] || cs_die "samba.sh needs root (Samba's AD DC and the loopback alias); run as root"
+  [ -f "$first/env" ] || cs_die "no $first/env: start the first DC with 'samba.sh start $first --replication'"
+  first=$(cd "$first" && pwd)
+  grep -q "server services = $REPL_SERVICES" "$first/ad/etc/smb.conf" ||
+    cs_die "the DC in $first was started without --replication (it serves no DRSUAPI); restart it with it"
+  if [ -f "$d/pid" ] && cs_pid_alive "$(cat "$d/pid")"; then
+    cs_die "a samba from $d is still running (pid $(cat "$d/pid")); run 'samba.sh stop $d' first"
+  fi
+  first_host=$(sed -n 's/^SAMBA_HOST=//p' "$first/env")
+  mkdir -p "$d"
+  d=$(cd "$d" && pwd)
+  START_DIR=$d
+  trap start_failed EXIT
+  remove_address "$d"
+  rm -rf "$d/ad" "$d/tls" "$d/env" "$d/pid" "$d/samba.log" "$d/password"
+  mkdir -p "$d/ad/etc" "$d/ad/run" "$d/ad/state/sysvol"
+  cp -p "$first/password" "$d/password"
+  ip=$(pick_address "$d")
+  "$TOOLS/test_ca.sh" init "$d/tls"
+  "$TOOLS/test_ca.sh" server "$d/tls" samba "$ip" "dc2.$DNS_DOMAIN"
+  write_smb_conf "$d" "$ip" "$REPL_SERVICES" DC2
+  t0=$(cs_now_ms)
+  # PASSWD: samba-tool takes the password of -U from it (not on the command line, where ps shows it).
+  PASSWD=$(cat "$d/password") samba-tool domain join "$REALM" DC -U Administrator --server="$first_host" \
+    -s "$d/ad/etc/smb.conf" --dns-backend=NONE --option="idmap_ldb:use rfc2307 = yes" >"$d/join.log" 2>&1 || {
+    cs_show_log "$d/join.log"
+    cs_die "samba-tool domain join via $first_host failed (log $d/join.log)"
+  }
+  t1=$(cs_now_ms)
+  run_dc "$d" "$ip" "$t0" "joined $REALM via $first_host in $(((t1 - t0) / 1000)).$(((t1 - t0) % 1000 / 100)) s"
+}
+
+cmd_replicate() {
+  local to=$1 from=$2 from_host nb
+  [ -f "$to/env" ] && [ -f "$from/env" ] || cs_die "samba.sh replicate TO_DIR FROM_DIR: both must be started DCs (no env)"
+  from_host=$(sed -n 's/^SAMBA_HOST=//p' "$from/env")
+  nb=$(awk -F' = ' '$1 ~ /netbios name/ { print $2; exit }' "$to/ad/etc/smb.conf")
+  PASSWD=$(cat "$to/password") samba-tool drs replicate --local "$nb" "$from_host" "$BASE" -U Administrator \
+    -s "$to/ad/etc/smb.conf" >"$to/replicate.log" 2>&1 || {
+    cs_show_log "$to/replicate.log"
+    cs_die "samba-tool drs replicate --local $nb $from_host failed"
+  }
+  tail -n 1 "$to/replicate.log"
 }
 
 cmd_stop() {
@@ -317,5 +394,13 @@ case $1 in
     cmd_start "$@"
     ;;
   stop) cmd_stop "$2" ;;
+  join)
+    [ $# -eq 3 ] || usage
+    cmd_join "$2" "$3"
+    ;;
+  replicate)
+    [ $# -eq 3 ] || usage
+    cmd_replicate "$2" "$3"
+    ;;
   *) usage ;;
 esac

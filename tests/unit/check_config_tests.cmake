@@ -48,6 +48,11 @@ cs_check_config_test(check_config_publisher_malformed ${P} ${D}/publisher-malfor
   "err\\| [^\n]*publisher-malformed.yaml:5:1: malformed YAML: found unexpected end of stream \\(while scanning a quoted scalar at line 3\\)")
 cs_check_config_test(check_config_publisher_wrong_type ${P} ${D}/publisher-wrong-type.yaml 2
   "err\\| [^\n]*publisher-wrong-type.yaml:3: o365.tenant_domain expects a single string value, got a map\nerr\\| [^\n]*publisher-wrong-type.yaml:8: resolve.order expects a list, got a single value")
+# sources.priority (multi-site precedence): an item that is no source id is named with the fix.
+cs_check_config_test(check_config_publisher_bad_priority ${P} ${D}/publisher-bad-priority.yaml 2
+  "err\\| [^\n]*publisher-bad-priority.yaml: sources.priority\\[1\\] 'site/b' is not a source id: write the collector's source.id \\(no '/'\\)")
+cs_check_config_test(check_config_publisher_bad_not_found ${P} ${D}/publisher-bad-not-found.yaml 2
+  "err\\| [^\n]*publisher-bad-not-found.yaml:[0-9]+: retry.not_found.max_delay is shorter than retry.not_found.first_delay")
 
 # The shipped examples must pass, with their /run/secrets paths pointed at the fake test secrets.
 foreach(svc collector publisher)

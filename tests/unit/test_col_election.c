@@ -55,7 +55,7 @@ static void test_config_errors(void **state)
     cs_err *err = col_election_new("kubernetes-lease", NULL, &e);
     assert_non_null(err);
     assert_int_equal(cs_err_code_of(err), CS_ERR_CONFIG);
-    assert_non_null(strstr(cs_err_message(err), "not implemented"));
+    assert_non_null(strstr(cs_err_message(err), "election.kubernetes"));
     assert_null(e);
     cs_err_free(err);
 

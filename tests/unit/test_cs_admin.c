@@ -206,6 +206,51 @@ static void serves_metrics(void **state)
     cs_metrics_free(reg);
 }
 
+/* Each check's verdict is on /metrics as certsync_probe_check_passing, 1 or 0, per probe it answers. */
+static void metrics_carry_check_verdicts(void **state)
+{
+    (void)state;
+    atomic_bool kafka_ok = true;
+    cs_metrics *reg = NULL;
+    assert_null(cs_metrics_new(&reg));
+    cs_admin *a = NULL;
+    assert_null(cs_admin_new(reg, &a));
+    assert_null(cs_admin_add_check(a, CS_ADMIN_LIVENESS, "loop", always_ok, NULL));
+    assert_null(cs_admin_add_check(a, CS_ADMIN_READINESS, "kafka", flag_check, &kafka_ok));
+    assert_null(cs_admin_add_check(a, CS_ADMIN_LIVENESS | CS_ADMIN_READINESS, "a\"b", always_ok, NULL));
+    assert_null(cs_admin_start(a, "127.0.0.1:0"));
+
+    cs_buf reg_only;
+    cs_buf_init(&reg_only, 1 << 20);
+    assert_null(cs_metrics_render(reg, &reg_only));
+/* A literal, so the printf format is checked. */
+#define CHECKS_OK                                                                                            \
+    "# HELP certsync_probe_check_passing 1 while the named liveness or readiness check passes, 0 while it "  \
+    "fails (the reason is on /healthz or /readyz).\n"                                                        \
+    "# TYPE certsync_probe_check_passing gauge\n"                                                            \
+    "certsync_probe_check_passing{probe=\"liveness\",check=\"loop\"} 1\n"                                    \
+    "certsync_probe_check_passing{probe=\"liveness\",check=\"a\\\"b\"} 1\n"                                  \
+    "certsync_probe_check_passing{probe=\"readiness\",check=\"kafka\"} %d\n"                                 \
+    "certsync_probe_check_passing{probe=\"readiness\",check=\"a\\\"b\"} 1\n"
+    cs_buf want;
+    cs_buf_init(&want, 1 << 20);
+    assert_true(cs_buf_printf(&want, "%s", cs_buf_str(&reg_only)));
+    assert_true(cs_buf_printf(&want, CHECKS_OK, 1));
+    expect(cs_admin_port(a), "GET", "/metrics", 200, "text/plain; version=0.0.4; charset=utf-8",
+           cs_buf_str(&want));
+    atomic_store(&kafka_ok, false);
+    cs_buf_reset(&want);
+    assert_true(cs_buf_printf(&want, "%s", cs_buf_str(&reg_only)));
+    assert_true(cs_buf_printf(&want, CHECKS_OK, 0));
+    expect(cs_admin_port(a), "GET", "/metrics", 200, "text/plain; version=0.0.4; charset=utf-8",
+           cs_buf_str(&want));
+    cs_buf_free(&want);
+    cs_buf_free(&reg_only);
+    cs_admin_stop(a);
+    cs_metrics_free(reg);
+#undef CHECKS_OK
+}
+
 static void unknown_path_is_404(void **state)
 {
     (void)state;
@@ -447,6 +492,7 @@ int main(void)
         cmocka_unit_test(probes_report_each_check),
         cmocka_unit_test(no_checks_is_ok),
         cmocka_unit_test(serves_metrics),
+        cmocka_unit_test(metrics_carry_check_verdicts),
         cmocka_unit_test(unknown_path_is_404),
         cmocka_unit_test(other_methods_are_405),
         cmocka_unit_test(port_in_use_names_address_and_key),

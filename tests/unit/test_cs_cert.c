@@ -513,6 +513,52 @@ static void make_chain(X509 **ca, X509 **user)
     *user = make_cert(&uo);
 }
 
+/* The issuer cache (cs_cert.c): a second certificate from the same issuer takes the issuer's text from the
+ * cache, and "self-issued" is still decided against that certificate's own subject, both ways. */
+static void issuer_cache_keeps_results(void **state)
+{
+    (void)state;
+    X509 *ca = NULL, *user = NULL;
+    make_chain(&ca, &user);
+    size_t ca_n, user_n;
+    unsigned char *ca_d = der_of(ca, &ca_n), *user_d = der_of(user, &user_n);
+    for (int round = 0; round < 3; round++) { /* round 0 may fill the cache; the others read it */
+        cs_cert_value *cv = parse_ok(CS_CERT_ATTR_USER_CERTIFICATE, ca_d, ca_n);
+        cs_cert_value *uv = parse_ok(CS_CERT_ATTR_USER_CERTIFICATE, user_d, user_n);
+        const cs_cert_info *c = cs_cert_value_cert(cv, 0), *u = cs_cert_value_cert(uv, 0);
+        assert_string_equal(c->issuer, "CN=Test CA");
+        assert_string_equal(u->issuer, "CN=Test CA");
+        assert_string_equal(u->subject, "emailAddress=alice@example.com,CN=Alice");
+        assert_true(c->self_issued);
+        assert_false(u->self_issued);
+        cs_cert_value_free(cv);
+        cs_cert_value_free(uv);
+    }
+    /* More issuers than the cache holds: each result is still its own. */
+    for (int i = 0; i < 20; i++) {
+        char cn[32];
+        snprintf(cn, sizeof cn, "Issuer %d", i);
+        cert_opts o = user_opts(g_ec);
+        o.cn = cn;
+        o.subject_email = NULL;
+        X509 *x = make_cert(&o);
+        size_t n;
+        unsigned char *d = der_of(x, &n);
+        cs_cert_value *v = parse_ok(CS_CERT_ATTR_USER_CERTIFICATE, d, n);
+        char want[40];
+        snprintf(want, sizeof want, "CN=%s", cn);
+        assert_string_equal(cs_cert_value_cert(v, 0)->issuer, want);
+        assert_true(cs_cert_value_cert(v, 0)->self_issued);
+        cs_cert_value_free(v);
+        OPENSSL_free(d);
+        X509_free(x);
+    }
+    OPENSSL_free(ca_d);
+    OPENSSL_free(user_d);
+    X509_free(ca);
+    X509_free(user);
+}
+
 static void pkcs7_certs_only(void **state)
 {
     (void)state;
@@ -890,6 +936,7 @@ int main(void)
         cmocka_unit_test(all_certificates_unreadable),
         cmocka_unit_test(bad_arguments_are_errors),
         cmocka_unit_test(problem_names_are_stable),
+        cmocka_unit_test(issuer_cache_keeps_results),
     };
     return cmocka_run_group_tests(tests, keys_setup, keys_teardown);
 }

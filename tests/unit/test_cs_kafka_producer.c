@@ -89,6 +89,34 @@ static void caps_queue_and_sets_idempotence(void **state)
     cs_kafka_producer_destroy(p);
 }
 
+/* cs_kafka_producer_warm: known topics succeed, and the handles it keeps are bounded. */
+static void warm_fetches_and_is_bounded(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    const char *one[] = {TOPIC};
+    must(cs_kafka_producer_warm(p, one, 1, 5000));
+    /* The metadata is there: the first transaction's produce is partitioned without a lookup. */
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(cs_kafka_producer_rd_kafka(p), TOPIC, NULL);
+    assert_int_equal(rd_kafka_metadata(cs_kafka_producer_rd_kafka(p), 0, rkt, &md, 5000), 0);
+    assert_int_equal(md->topic_cnt, 1);
+    assert_int_equal(md->topics[0].partition_cnt, 1);
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    const char *many[8] = {TOPIC, TOPIC, TOPIC, TOPIC, TOPIC, TOPIC, TOPIC, TOPIC};
+    cs_err *err = cs_kafka_producer_warm(p, many, 8, 5000); /* 1 + 8 > 8 */
+    assert_int_equal(cs_err_code_of(err), CS_ERR_INTERNAL);
+    assert_non_null(strstr(cs_err_message(err), "more than 8 topics"));
+    cs_err_free(err);
+    must(cs_kafka_producer_init(p, 10000));
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    must(cs_kafka_producer_commit(p));
+    cs_kafka_producer_destroy(p);
+}
+
 static void misuse_is_state_error(void **state)
 {
     (void)state;
@@ -360,6 +388,125 @@ static void end_txn_storm_abort_times_out_then_resumes(void **state)
     cs_kafka_producer_destroy(p);
 }
 
+/* Drives cs_kafka_producer_commit_resume() from its callbacks: counts attempts, ends an outage or raises
+ * the stop flag after a given number of them, and records what readiness would see. */
+typedef struct resume_ctl {
+    rd_kafka_mock_cluster_t *mc;
+    int checks;          /* should_stop calls so far (one per failed attempt) */
+    int heal_after;      /* end the outage (broker up, EndTxn errors cleared) at this check; 0: never */
+    int stop_after;      /* raise the stop flag at this check; 0: never */
+    int pending_now;     /* last on_pending value */
+    int pending_reports; /* on_pending(true) calls */
+} resume_ctl;
+
+static bool ctl_should_stop(void *arg)
+{
+    resume_ctl *c = arg;
+    c->checks++;
+    if (c->heal_after > 0 && c->checks == c->heal_after) {
+        rd_kafka_mock_broker_set_up(c->mc, 1);
+        rd_kafka_mock_clear_request_errors(c->mc, API_END_TXN);
+    }
+    return c->stop_after > 0 && c->checks >= c->stop_after;
+}
+
+static void ctl_on_pending(void *arg, bool pending, const cs_err *why)
+{
+    resume_ctl *c = arg;
+    c->pending_now = pending;
+    if (pending) {
+        c->pending_reports++;
+        assert_non_null(why);
+    }
+}
+
+/* A commit that keeps timing out (EndTxn storm) is resumed, not aborted, and completes once the coordinator
+ * answers: one transaction, committed, with "pending" reported while it was not. */
+static void commit_resume_retriable_then_success(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    must(cs_kafka_producer_init(p, 10000));
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    push_end_txn_storm(mc);
+    resume_ctl c = {.mc = mc, .heal_after = 3};
+    cs_kafka_commit_opts o = {
+        .call_timeout_ms = 300, .should_stop = ctl_should_stop, .on_pending = ctl_on_pending, .arg = &c};
+    unsigned attempts = 0;
+    must(cs_kafka_producer_commit_resume(p, &o, &attempts));
+    assert_true(attempts >= 4); /* three failed attempts before the storm ended, then the one that worked */
+    assert_int_equal(c.checks, (int)attempts - 1);
+    assert_true(c.pending_reports >= 3);
+    assert_int_equal(c.pending_now, 0); /* no longer pending once committed */
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_READY);
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    must(cs_kafka_producer_commit_resume(p, NULL, NULL));
+    cs_kafka_producer_destroy(p);
+}
+
+/* The broker goes away mid-commit and comes back: the commit waits for it rather than giving up. */
+static void commit_resume_broker_down_then_up(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    must(cs_kafka_producer_init(p, 10000));
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    assert_int_equal(rd_kafka_mock_broker_set_down(mc, 1), 0);
+    /* Up again well within transaction.timeout.ms (3 s), after which librdkafka would fail the message. */
+    resume_ctl c = {.mc = mc, .heal_after = 2};
+    cs_kafka_commit_opts o = {
+        .call_timeout_ms = 300, .should_stop = ctl_should_stop, .on_pending = ctl_on_pending, .arg = &c};
+    unsigned attempts = 0;
+    must(cs_kafka_producer_commit_resume(p, &o, &attempts));
+    assert_true(attempts >= 3);
+    assert_int_equal(c.pending_now, 0);
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_READY);
+    cs_kafka_producer_destroy(p);
+}
+
+/* Stop requested during an endless outage: the loop ends promptly with a "commit pending" error (fatal for the
+ * caller's loop, not requiring an abort), the producer stays COMMITTING (no abort, no new transaction), and
+ * destroy does not hang. */
+static void commit_resume_stop_during_outage(void **state)
+{
+    (void)state;
+    rd_kafka_mock_cluster_t *mc;
+    cs_kafka_producer *p = new_mock_producer(&mc);
+    must(cs_kafka_producer_init(p, 10000));
+    must(cs_kafka_producer_begin(p));
+    must(produce_one(p));
+    assert_int_equal(rd_kafka_mock_broker_set_down(mc, 1), 0);
+    resume_ctl c = {.mc = mc, .stop_after = 2};
+    cs_kafka_commit_opts o = {
+        .call_timeout_ms = 300, .should_stop = ctl_should_stop, .on_pending = ctl_on_pending, .arg = &c};
+    unsigned attempts = 0;
+    long long t0 = mono_ms();
+    cs_err *err = cs_kafka_producer_commit_resume(p, &o, &attempts);
+    long long took = mono_ms() - t0;
+    assert_non_null(err);
+    assert_true(cs_kafka_producer_is_commit_pending(err));
+    assert_true(cs_err_is_fatal(err));
+    assert_false(cs_err_txn_requires_abort(err));
+    assert_false(cs_kafka_producer_is_fenced(err));
+    assert_non_null(strstr(cs_err_message(err), "stop requested while a commit was pending"));
+    assert_int_equal(attempts, 2);
+    assert_true(took < 2 * 300 + 1500); /* two bounded attempts, not transaction.timeout.ms each */
+    assert_int_equal(c.pending_now, 0); /* given up: reported as no longer pending */
+    assert_int_equal(cs_kafka_producer_get_state(p), CS_KAFKA_PRODUCER_COMMITTING);
+    cs_err_free(err);
+    err = cs_kafka_producer_begin(p); /* nothing new may start on top of the pending commit */
+    assert_int_equal(cs_err_code_of(err), CS_ERR_STATE);
+    cs_err_free(err);
+    t0 = mono_ms();
+    cs_kafka_producer_destroy(p);
+    assert_true(mono_ms() - t0 < 15000);
+}
+
 /* The mapping itself, on error objects built by hand: no flag at all means fatal (services.md). */
 static void error_flags_mapping(void **state)
 {
@@ -380,6 +527,7 @@ int main(void)
         cmocka_unit_test(missing_transactional_id_is_config_error),
         cmocka_unit_test(caps_queue_and_sets_idempotence),
         cmocka_unit_test(misuse_is_state_error),
+        cmocka_unit_test(warm_fetches_and_is_bounded),
         cmocka_unit_test(init_fatal_error_is_fatal),
         cmocka_unit_test(init_timeout_is_retriable),
         cmocka_unit_test(add_partitions_abortable_error_requires_abort),
@@ -388,6 +536,9 @@ int main(void)
         cmocka_unit_test(end_txn_fenced_is_fenced),
         cmocka_unit_test(end_txn_storm_commit_times_out_then_resumes),
         cmocka_unit_test(end_txn_storm_abort_times_out_then_resumes),
+        cmocka_unit_test(commit_resume_retriable_then_success),
+        cmocka_unit_test(commit_resume_broker_down_then_up),
+        cmocka_unit_test(commit_resume_stop_during_outage),
         cmocka_unit_test(error_flags_mapping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -485,6 +485,41 @@ static void null_handles_are_ignored(void **state)
     cs_metrics_free(NULL);
 }
 
+/* A removed series leaves the page (its header too when it was the last), cached handles stay usable, and
+ * asking for it again shows it from zero. */
+static void removed_series_leave_the_page(void **state)
+{
+    (void)state;
+    static const char *const part_l[] = {"partition", NULL};
+    cs_metrics *reg = NULL;
+    assert_null(cs_metrics_new(&reg));
+    cs_metric *fam = must_register(
+        reg, (cs_metric_def){.type = CS_METRIC_GAUGE, .name = "lag", .help = "Lag.", .labels = part_l});
+    cs_gauge *g0 = cs_metrics_gauge_with(fam, "0");
+    cs_gauge *g1 = cs_metrics_gauge_with(fam, "1");
+    cs_metrics_gauge_set(g0, 5);
+    cs_metrics_gauge_set(g1, 7);
+    assert_true(cs_metrics_series_remove(fam, "1"));
+    assert_false(cs_metrics_series_remove(fam, "1")); /* already removed */
+    assert_false(cs_metrics_series_remove(fam, "9")); /* never existed */
+    char *page = render(reg);
+    assert_string_equal(page, "# HELP lag Lag.\n# TYPE lag gauge\nlag{partition=\"0\"} 5\n" DROPPED(0));
+    free(page);
+    cs_metrics_gauge_set(g1, 3); /* a stale cached handle: harmless, not shown */
+    assert_true(cs_metrics_series_remove(fam, "0"));
+    page = render(reg);
+    assert_string_equal(page, DROPPED(0));
+    free(page);
+    assert_ptr_equal(cs_metrics_gauge_with(fam, "1"), g1); /* shown again, from zero */
+    assert_true(cs_metrics_gauge_value(g1) == 0.0);
+    page = render(reg);
+    assert_string_equal(page, "# HELP lag Lag.\n# TYPE lag gauge\nlag{partition=\"1\"} 0\n" DROPPED(0));
+    free(page);
+    assert_false(cs_metrics_series_removev(NULL, NULL, 0));
+    assert_false(cs_metrics_series_remove(fam, "1", "extra")); /* wrong label count */
+    cs_metrics_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -501,6 +536,7 @@ int main(void)
         cmocka_unit_test(process_metrics),
         cmocka_unit_test(render_past_buffer_max_fails),
         cmocka_unit_test(null_handles_are_ignored),
+        cmocka_unit_test(removed_series_leave_the_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -349,6 +349,83 @@ static void classifies_aadsts_errors(void **state)
     cs_err_free(err);
 }
 
+/* One token error body as Entra sends it (o365-contract.md section 1; texts as in tests/emulator/o365emu/aadsts.py). */
+static cs_err *aadsts_error(long status, const char *error, long code, const char *text)
+{
+    char body[1024];
+    int n = snprintf(body, sizeof body,
+                     "{\"error\":\"%s\",\"error_description\":\"AADSTS%ld: %s\\r\\nTrace ID: t\","
+                     "\"error_codes\":[%ld],\"trace_id\":\"t\",\"correlation_id\":\"c\"}",
+                     error, code, text, code);
+    assert_true(n > 0 && (size_t)n < sizeof body);
+    cs_err *err = pub_token_error_from_response(status, body, (size_t)n, "crid-fix");
+    assert_non_null(err);
+    return err;
+}
+
+/* Each credential/configuration code names the setting to fix, is fatal (a retry cannot help) and keeps
+ * Entra's own words and the client-request-id. */
+static void aadsts_errors_name_the_setting(void **state)
+{
+    (void)state;
+    static const struct {
+        long status;
+        const char *error;
+        long code;
+        const char *text;
+        const char *settings[3]; /* each must appear in the message */
+    } cases[] = {
+        {401,
+         "invalid_client",
+         700027,
+         "Client assertion failed signature validation. [Reason - The key was not found.]",
+         {"o365.certificate_file", "o365.private_key_file", "o365.assertion_alg"}},
+        {401,
+         "invalid_client",
+         7000215,
+         "Invalid client secret provided.",
+         {"o365.client_secret_file", NULL, NULL}},
+        {400,
+         "unauthorized_client",
+         700016,
+         "Application with identifier 'x' was not found in the directory 'y'.",
+         {"o365.client_id", "o365.tenant_id", NULL}},
+        {400,
+         "invalid_scope",
+         1002012,
+         "The provided value for scope x is not valid.",
+         {"o365.exchange_resource", "o365.graph_resource", "/.default"}},
+        {400,
+         "invalid_resource",
+         500011,
+         "The resource principal named x was not found in the tenant named y.",
+         {"o365.exchange_resource", "o365.graph_resource", "o365.tenant_id"}},
+        {400,
+         "invalid_request",
+         9000411,
+         "The request is not properly formatted. The parameter 'scope' is duplicated.",
+         {"o365.authority_url", NULL, NULL}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cs_err *err = aadsts_error(cases[i].status, cases[i].error, cases[i].code, cases[i].text);
+        const char *m = cs_err_message(err);
+        char code[32];
+        snprintf(code, sizeof code, "AADSTS%ld", cases[i].code);
+        if (!strstr(m, code))
+            fail_msg("AADSTS%ld: code missing from: %s", cases[i].code, m);
+        for (size_t k = 0; k < 3 && cases[i].settings[k]; k++)
+            if (!strstr(m, cases[i].settings[k]))
+                fail_msg("AADSTS%ld: message does not name %s: %s", cases[i].code, cases[i].settings[k], m);
+        if (!strstr(m, "crid-fix") || !strstr(m, cases[i].error))
+            fail_msg("AADSTS%ld: client-request-id or error missing: %s", cases[i].code, m);
+        if (strstr(m, "Trace ID"))
+            fail_msg("AADSTS%ld: more than the description's first line: %s", cases[i].code, m);
+        assert_true(cs_err_is_fatal(err));
+        assert_false(cs_err_is_retriable(err));
+        cs_err_free(err);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +434,7 @@ int main(void)
         cmocka_unit_test(key_must_match_certificate),
         cmocka_unit_test(scopes_follow_base_urls),
         cmocka_unit_test(classifies_aadsts_errors),
+        cmocka_unit_test(aadsts_errors_name_the_setting),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

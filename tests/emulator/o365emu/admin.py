@@ -11,6 +11,7 @@ import urllib.parse
 
 from . import util
 from .faults import FaultError
+from . import state
 from .state import SeedError
 
 
@@ -111,6 +112,24 @@ class AdminHandler(http.server.BaseHTTPRequestHandler):
             if key == ("DELETE", "/throttle"):
                 emu.faults.set_throttle(None)
                 return self.reply(200, {"throttle": None})
+            if self.command == "PUT" and url.path.startswith("/apps/"):
+                # Credential rotation and permission changes on a registered app, as an admin would make them
+                # in Entra ID: {"secrets"?: [...], "certificates"?: [...], "roles"?: {...} or null}.
+                cid = urllib.parse.unquote(url.path[len("/apps/"):]).rstrip("/")
+                if not isinstance(body, dict) or not set(body) <= {"secrets", "certificates", "roles"} or not body:
+                    raise SeedError("PUT /apps/<client_id> needs a JSON object with secrets, certificates "
+                                    "and/or roles")
+                with emu.tenant.lock:
+                    app = emu.tenant.apps.get(cid)
+                    if app is None:
+                        return self.reply(404, {"error": "no app %s" % cid})
+                    merged = dict(app)
+                    merged.update(body)
+                    fresh = state.normalise_app(merged)
+                    for k in body:
+                        app[k] = fresh[k]
+                    return self.reply(200, {"client_id": cid, "secrets": len(app["secrets"]),
+                                            "certificates": len(app["certificates"]), "roles": app["roles"]})
             if key == ("GET", "/config"):
                 return self.reply(200, emu.tenant.config)
             if key == ("PUT", "/config"):

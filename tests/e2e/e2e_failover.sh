@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# Failover of the whole pipeline (issue 7): slapd (syncrepl) -> certsync-collector -> Kafka -> certsync-publisher
+# -> Office 365 emulator, while a change stream (tests/e2e/failover.py stream) replaces the certificate of 5
+# users with a new one every ~50 ms. Each mode injects one failure in the middle of the stream:
+#
+#   e2e_failover.sh kafka-leader       three brokers (fixture kafka3; topics replication 3, min.insync.replicas
+#                                      2; both services bootstrap from all three): kill -9 the leader of the
+#                                      events partition (found from the metadata, killed by the PID the fixture
+#                                      recorded), await a new leader, restart the broker (kafka.sh node-start:
+#                                      the shared fixture has three brokers again when the test ends)
+#   e2e_failover.sh kill-services      kill -9 the collector and the publisher at the same moment, restart both;
+#                                      then the events topic read read_committed has no (object, version) twice
+#                                      and no object's version going back
+#   e2e_failover.sh directory-restart  restart slapd (a private one: restarting the shared fixture would disturb
+#                                      other tests) keeping its data: the collector reconnects and resumes from
+#                                      its position without a new snapshot
+#                                      (certsync_collector_full_syncs_total{reason="snapshot"} stays 1)
+#
+# Every mode then stops the stream and asserts: the emulator state of every user equals the directory's
+# certificates (awaited with a deadline), the journal shows no recipient going back to an older state, and (but
+# for kill-services) both services are still running. ctest sets CS_ENV_FILE (slapd fixture), CS_KAFKA_ENV,
+# CS_KAFKA_SH, CS_KAFKA_DIR, O365_EMULATOR_ENV, COLLECTOR, PUBLISHER, COL_EVENTS, CS_WORK_DIR.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../integration/it_lib.sh
+. "$HERE/../integration/it_lib.sh"
+MODE=${1:?usage: e2e_failover.sh kafka-leader|kill-services|directory-restart}
+case $MODE in kafka-leader | kill-services | directory-restart) ;;
+  *) cs_die "unknown mode '$MODE'; use kafka-leader, kill-services or directory-restart" ;;
+esac
+W=${CS_WORK_DIR:?CS_WORK_DIR is not set; run through ctest}
+rm -rf "$W"
+mkdir -p "$W"
+COLLECTOR=${COLLECTOR:?COLLECTOR is not set; run through ctest}
+PUBLISHER=${PUBLISHER:?PUBLISHER is not set; run through ctest}
+COL_EVENTS=${COL_EVENTS:?COL_EVENTS is not set; run through ctest}
+CS_KAFKA_SH=${CS_KAFKA_SH:?CS_KAFKA_SH is not set}
+KDIR=${CS_KAFKA_DIR:?CS_KAFKA_DIR is not set}
+# shellcheck disable=SC1090
+. "${CS_KAFKA_ENV:?CS_KAFKA_ENV is not set}"
+# shellcheck disable=SC1090
+. "${O365_EMULATOR_ENV:?O365_EMULATOR_ENV is not set}"
+PIPE=$HERE/pipeline.py
+FO=$HERE/failover.py
+SLAPD_SH=$HERE/../services/slapd.sh
+# shellcheck disable=SC2034 # read by it_fail (it_lib.sh)
+IT_LOG=$W/publisher.log
+
+declare -A PIDS=()
+KILLED_NODE=""
+STREAM_PID=""
+cleanup() {
+  local n
+  [ -n "$STREAM_PID" ] && { : >"$W/stream.stop"; cs_stop_pid "$STREAM_PID" 10 TERM || true; }
+  for n in "${!PIDS[@]}"; do cs_stop_pid "${PIDS[$n]}" 20 TERM || true; done
+  # The shared fixture must have its three brokers again, whatever happened here.
+  if [ -n "$KILLED_NODE" ]; then "$CS_KAFKA_SH" node-start "$KDIR" "$KILLED_NODE" >/dev/null || true; fi
+  if [ -f "$W/slapd/pid" ]; then "$SLAPD_SH" stop "$W/slapd" >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+# --- the directory: the shared slapd, or a private one that this test may restart
+if [ "$MODE" = directory-restart ]; then
+  "$SLAPD_SH" start "$W/slapd" >"$W/slapd.out" 2>&1 || it_fail "private slapd did not start: $(cat "$W/slapd.out")"
+  DIR_ENV=$W/slapd/env
+else
+  DIR_ENV=${CS_ENV_FILE:?CS_ENV_FILE is not set}
+fi
+# shellcheck disable=SC1090
+. "$DIR_ENV"
+tag=fo$RANDOM
+OU="ou=$tag,$SLAPD_BASE"
+auth=(-x -H "$SLAPD_URL" -D "$SLAPD_BIND_DN" -y "$SLAPD_PASSWORD_FILE")
+"$TOOLS/gen_users.py" --count 5 --seed 11 --out "$W/data" --flavor openldap --base "$SLAPD_BASE" --ou "$tag" \
+  --prefix "$tag" --no-base-entry --no-user-files >/dev/null 2>&1 || it_fail "gen_users.py failed"
+ldapadd "${auth[@]}" -f "$W/data/users.ldif" >"$W/ldapadd.out" 2>&1 || it_fail "ldapadd $(cat "$W/ldapadd.out")"
+
+# --- Kafka topics of this test only; one events partition, so "its leader" is one broker (the publisher's state
+# and retry topics must have as many partitions as the events topic). Replication is the
+# cluster's size (3 on kafka3, whose brokers have min.insync.replicas 2).
+for spec in events:1:compact state:1:compact held:1:compact pstate:1:compact results:1: dlq:1: retry:1:; do
+  IFS=: read -r t n c <<<"$spec"
+  "$CS_KAFKA_SH" topic "$KDIR" "$tag.$t" --partitions "$n" ${c:+--compact} >/dev/null || it_fail "topic $tag.$t"
+done
+
+# --- Office 365: the shared emulator, reset, one mailbox per user (resolved by mail)
+curl -sf -X POST "$O365_EMULATOR_ADMIN_URL/reset" >/dev/null || it_fail "emulator reset"
+python3 "$PIPE" seed --data "$W/data" --flavor openldap --dir-env "$DIR_ENV" --post "$O365_EMULATOR_ADMIN_URL" \
+  >/dev/null || it_fail "seeding the emulator"
+
+# --- the two services, both bootstrapping from every broker of the cluster
+pport=$(cs_free_port)
+cat >"$W/collector.yaml" <<EOF
+source: {id: $tag}
+ldap:
+  url: "$SLAPD_URL"
+  bind_dn: "$SLAPD_BIND_DN"
+  password_file: "$SLAPD_PASSWORD_FILE"
+  allow_plaintext_bind: true
+  base_dns: ["$OU"]
+  filter: "(objectClass=inetOrgPerson)"
+  timeout: 5s
+topics: {events: $tag.events, checkpoint: $tag.state, held: $tag.held}
+batch: {max_wait: 100ms}
+admin: {listen: "127.0.0.1:0"}
+kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP"}
+EOF
+cat >"$W/publisher.yaml" <<EOF
+publisher: {instance_id: $tag}
+topics: {events: $tag.events, state: $tag.pstate, results: $tag.results, dlq: $tag.dlq, retry: $tag.retry}
+o365:
+  tenant_id: $O365_TENANT_ID
+  tenant_domain: $O365_TENANT_DOMAIN
+  client_id: $O365_CLIENT_ID
+  authority_url: $O365_EMULATOR_URL
+  graph_url: $O365_GRAPH_BASE
+  exchange_url: $O365_EXCHANGE_BASE
+  exchange_resource: https://outlook.office365.com
+  graph_resource: https://graph.microsoft.com
+  auth: certificate
+  certificate_file: "$O365_CLIENT_CERT_FILE"
+  private_key_file: "$O365_CLIENT_KEY_FILE"
+  ca_file: "$O365_EMULATOR_CA_FILE"
+batch: {max_wait: 100ms}
+admin: {listen: "127.0.0.1:$pport"}
+kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP", group.id: $tag, session.timeout.ms: 6000}
+EOF
+"$COLLECTOR" --check-config --config "$W/collector.yaml" >/dev/null 2>"$W/check.err" || it_fail "collector config: $(cat "$W/check.err")"
+"$PUBLISHER" --check-config --config "$W/publisher.yaml" >/dev/null 2>"$W/check.err" || it_fail "publisher config: $(cat "$W/check.err")"
+POLICY=off
+if grep -Eq '^[a-z_]*polic[a-z_]*\.' <<<"$("$PUBLISHER" --help-config)"; then POLICY=on; fi
+
+# start_services SUFFIX: both services in the background, logs $W/collector$SUFFIX.log, $W/publisher$SUFFIX.log.
+start_services() {
+  "$COLLECTOR" --config "$W/collector.yaml" >"$W/collector$1.log" 2>&1 &
+  PIDS[collector]=$!
+  "$PUBLISHER" --config "$W/publisher.yaml" >"$W/publisher$1.log" 2>&1 &
+  PIDS[publisher]=$!
+}
+
+# await_converged SECONDS: every user's Office 365 certificates equal the directory's now. Fails the test at once
+# when a service exits meanwhile (it would never converge).
+await_converged() {
+  local sp n
+  python3 "$PIPE" status --data "$W/data" --flavor openldap --dir-env "$DIR_ENV" --admin "$O365_EMULATOR_ADMIN_URL" \
+    --policy "$POLICY" --wait "$1" >"$W/table.txt" 2>"$W/progress.txt" &
+  sp=$!
+  while cs_pid_alive "$sp"; do
+    for n in collector publisher; do
+      if ! cs_pid_alive "${PIDS[$n]}"; then
+        cs_stop_pid "$sp" 5 TERM || true
+        alive "$n"
+      fi
+    done
+    sleep 0.2
+  done
+  wait "$sp"
+}
+
+# await_stream N SECONDS: the change stream has made at least N successful changes.
+await_stream() {
+  local end=$((SECONDS + $2))
+  while [ $SECONDS -lt $end ]; do
+    [ "$(python3 "$FO" count --log "$W/stream.log" --ok)" -ge "$1" ] && return 0
+    cs_pid_alive "$STREAM_PID" || it_fail "the change stream exited early"
+    sleep 0.2
+  done
+  it_fail "the change stream made fewer than $1 changes within $2 s"
+}
+
+# alive NAME: fails the test unless service NAME is still running (it survived the failure).
+alive() {
+  cs_pid_alive "${PIDS[$1]}" || {
+    tail -20 "$W/$1"*.log >&2
+    it_fail "certsync-$1 exited during the failover (log tail above)"
+  }
+}
+
+start_services ""
+await_converged 60 || {
+  cat "$W/table.txt" "$W/progress.txt" >&2
+  tail -5 "$W/collector.log" >&2
+  it_fail "the initial sync did not finish within 60 s"
+}
+it_ok "initial sync of 5 users (policy in the publisher: $POLICY)"
+
+# --- the change stream; the failure comes once a stream change has reached Office 365 (changes flow)
+python3 "$FO" stream --data "$W/data" --dir-env "$DIR_ENV" --out "$W/stream.log" --stop "$W/stream.stop" \
+  2>"$W/stream.err" &
+STREAM_PID=$!
+await_stream 5 30
+read -r mail0 sha0 < <(python3 -c 'import json,sys; e=json.loads(open(sys.argv[1]).readline()); print(e["mail"], e["sha"])' \
+  "$W/stream.log")
+python3 "$PIPE" await-write --admin "$O365_EMULATOR_ADMIN_URL" --since 0 --mail "$mail0" --sha "$sha0" --t0 0 \
+  --timeout 30 >/dev/null || it_fail "the first change of the stream did not reach Office 365 within 30 s"
+t_fail=$(cs_now_ms)
+
+case $MODE in
+  kafka-leader)
+    leader=$(python3 "$FO" leader --bootstrap "$KAFKA_BOOTSTRAP" --topic "$tag.events") || it_fail "no leader for $tag.events"
+    # shellcheck disable=SC1090
+    . "$CS_KAFKA_ENV" # a node-start of an earlier test may have changed the PIDs
+    pid_var=KAFKA_NODE${leader}_PID
+    lpid=${!pid_var:-}
+    [ -n "$lpid" ] && cs_pid_alive "$lpid" || it_fail "broker $leader (leader of $tag.events) has no live PID in $CS_KAFKA_ENV"
+    KILLED_NODE=$leader
+    kill -9 "$lpid"
+    echo "killed broker $leader (pid $lpid), the leader of $tag.events/0, during the stream"
+    end=$((SECONDS + 60))
+    while [ $SECONDS -lt $end ]; do
+      now=$(python3 "$FO" leader --bootstrap "$KAFKA_BOOTSTRAP" --topic "$tag.events" 2>/dev/null || echo -1)
+      [ "$now" != -1 ] && [ "$now" != "$leader" ] && break
+      sleep 0.2
+    done
+    [ "$now" != -1 ] && [ "$now" != "$leader" ] || it_fail "no new leader for $tag.events within 60 s of the kill"
+    it_ok "broker $now leads $tag.events after $(cs_since_s "$t_fail") s"
+    base=$(python3 "$FO" count --log "$W/stream.log" --ok)
+    await_stream $((base + 30)) 60
+    "$CS_KAFKA_SH" node-start "$KDIR" "$leader" >"$W/node-start.out" 2>&1 ||
+      it_fail "restarting broker $leader: $(cat "$W/node-start.out")"
+    KILLED_NODE=""
+    it_ok "broker $leader restarted; the cluster lists 3 brokers again"
+    ;;
+  kill-services)
+    kill -9 "${PIDS[collector]}" "${PIDS[publisher]}"
+    wait "${PIDS[collector]}" 2>/dev/null || true
+    wait "${PIDS[publisher]}" 2>/dev/null || true
+    echo "killed the collector and the publisher (-9, together) during the stream"
+    base=$(python3 "$FO" count --log "$W/stream.log" --ok)
+    await_stream $((base + 30)) 60
+    start_services .2
+    # shellcheck disable=SC2034 # read by it_fail (it_lib.sh)
+    IT_LOG=$W/publisher.2.log
+    it_ok "both services restarted"
+    ;;
+  directory-restart)
+    "$SLAPD_SH" restart "$W/slapd" >"$W/restart.out" 2>&1 || it_fail "slapd restart: $(cat "$W/restart.out")"
+    echo "restarted slapd during the stream: $(cat "$W/restart.out")"
+    ;;
+esac
+base=$(python3 "$FO" count --log "$W/stream.log" --ok)
+await_stream $((base + 20)) 60
+: >"$W/stream.stop"
+wait "$STREAM_PID" || it_fail "the change stream failed: $(cat "$W/stream.err")"
+STREAM_PID=""
+echo "change stream: $(python3 "$FO" count --log "$W/stream.log") changes ($(python3 "$FO" count --log "$W/stream.log" --ok) acknowledged)"
+
+# --- convergence, then the journal: nothing lost, nothing regressed
+if ! await_converged 90; then
+  cat "$W/table.txt" "$W/progress.txt" >&2
+  tail -5 "$W/collector"*.log >&2
+  it_fail "Office 365 did not converge to the directory within 90 s of the stream's end"
+fi
+it_ok "converged: every user's Office 365 certificates equal the directory's ($(cs_since_s "$t_fail") s after the failure)"
+python3 "$FO" regressions --admin "$O365_EMULATOR_ADMIN_URL" --stream "$W/stream.log" >"$W/regressions.txt" || {
+  cat "$W/regressions.txt" >&2
+  it_fail "a recipient went back to an older state"
+}
+it_ok "$(head -1 "$W/regressions.txt")"
+
+case $MODE in
+  kill-services)
+    "$COL_EVENTS" "$KAFKA_BOOTSTRAP" "$tag.events" dump >"$W/events.json" 2>"$W/events.err" ||
+      it_fail "reading $tag.events: $(cat "$W/events.err")"
+    python3 - "$W/events.json" <<'PY' || it_fail "an (object, version) is twice in $tag.events, or a version went back (see $W/events.json)"
+import json, sys
+s = [j for j in map(json.loads, open(sys.argv[1])) if j["type"] == "summary"][0]
+print(f"events (read_committed): {s['records']} records, {s['repeated_versions']} (object, version) repeated, "
+      f"{s['not_newer']} not newer than the object's previous one")
+sys.exit(0 if s["repeated_versions"] == 0 and s["not_newer"] == 0 and s["records"] > 0 else 1)
+PY
+    it_ok "no (object, version) twice in $tag.events, no version going back"
+    ;;
+  directory-restart)
+    grep -q 'directory unavailable: reconnecting' "$W/collector.log" || it_fail "the collector logged no reconnect"
+    port=$(sed -n 's/.*admin endpoint listening on port \([0-9]*\).*/\1/p' "$W/collector.log" | head -1)
+    [ -n "$port" ] || it_fail "no admin port in the collector's log"
+    snaps=$(curl -sf "http://127.0.0.1:$port/metrics" | sed -n 's/^certsync_collector_full_syncs_total{[^}]*reason="snapshot"[^}]*} //p' | head -1)
+    [ "${snaps%.*}" = 1 ] || it_fail "certsync_collector_full_syncs_total{reason=\"snapshot\"} is '$snaps', not 1: the reconnect took a new snapshot"
+    it_ok "the collector reconnected and resumed without a new snapshot (full_syncs{reason=\"snapshot\"} = 1)"
+    ;;
+esac
+if [ "$MODE" != kill-services ]; then
+  alive collector
+  alive publisher
+  it_ok "both services survived the failure"
+fi

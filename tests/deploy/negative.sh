@@ -48,6 +48,8 @@ expect_fail "source without directory egress" 'sources\[x\].networkPolicy.to is 
   render -f "$work/no-egress.yaml"
 expect_fail "proxy mode without proxy url" 'set publisher.egress.proxy.url' \
   render --set publisher.egress.mode=proxy
+expect_fail "Lease election behind a NetworkPolicy without the API server" 'networkPolicy.kubeApi is empty' \
+  render --set-json 'networkPolicy.kubeApi={}'
 
 # values.schema.json: a typo or a wrong type in a key the chart owns fails before anything renders, and the
 # message names the key (helm's JSON-schema validation).

@@ -56,6 +56,7 @@ SAMBA_SH=$ROOT/tests/services/samba.sh
 ATTRS=(entryUUID entryCSN uid mail "userCertificate;binary" userSMIMECertificate userPrincipalName)
 
 cleanup() {
+  set +e # one failed stop must not skip the others (errexit would end this function at the first)
   [ -n "${col_pid:-}" ] && kill "$col_pid" 2>/dev/null
   "$SLAPD_SH" stop "$W/slapd" >/dev/null 2>&1 || true
   [ -f "$W/samba/pid" ] && "$SAMBA_SH" stop "$W/samba" >/dev/null 2>&1

@@ -65,6 +65,7 @@ declare -A PIDS=()
 
 cleanup() {
   local n
+  set +e # one failed stop must not skip the others (errexit would end this function at the first)
   for n in "${!PIDS[@]}"; do cs_stop_pid "${PIDS[$n]}" 30 TERM || true; done
   [ -f "$W/o365/pid" ] && bash "$ROOT/tests/emulator/emulator.sh" stop "$W/o365" >/dev/null 2>&1
   [ -f "$W/kafka/pid" ] && "$SVC/kafka.sh" stop "$W/kafka" >/dev/null 2>&1

@@ -79,6 +79,7 @@ DRV=$HERE/bench_publisher.py
 PUB_PID=""
 
 cleanup() {
+  set +e # one failed stop must not skip the others (errexit would end this function at the first)
   [ -z "$PUB_PID" ] || cs_stop_pid "$PUB_PID" 30 TERM || true
   [ -f "$W/o365/pid" ] && bash "$EMU" stop "$W/o365" >/dev/null 2>&1
   [ -f "$W/kafka/pid" ] && "$SVC/kafka.sh" stop "$W/kafka" >/dev/null 2>&1

@@ -20,6 +20,7 @@ class AdminHandler(http.server.BaseHTTPRequestHandler):
     server_version = "o365emu-admin/1.0"
     sys_version = ""
     timeout = 60
+    disable_nagle_algorithm = True  # headers and body are two writes: see server.ApiHandler
 
     def log_message(self, fmt, *args):
         pass

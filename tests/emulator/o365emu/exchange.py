@@ -398,10 +398,12 @@ def invoke(tenant, cmdlet_name, params, ctx):
         types = CMDLET_TYPES[cmdlet]
         if cmdlet.startswith("Get-"):
             # Reads match on a snapshot taken under the lock and filter outside it: a slow -Filter or a
-            # huge result never holds up other requests.
+            # huge result never holds up other requests. An -Identity read copies only the recipients the
+            # identity index names (O(matches), not O(tenant)).
             with tenant.lock:
                 cfg = dict(tenant.config)
-                snapshot = [copy.copy(r) for r in tenant.recipients if types is None or r["RecipientTypeDetails"] in types]
+                pool = tenant.recipients if not isinstance(ident, str) else tenant.find_recipients(ident)
+                snapshot = [copy.copy(r) for r in pool if types is None or r["RecipientTypeDetails"] in types]
             body = _get(snapshot, cmdlet, params, ident, ctx, context, cfg)
             return 200, body, meta
         with tenant.lock:
@@ -412,7 +414,7 @@ def invoke(tenant, cmdlet_name, params, ctx):
 
 
 def _candidates(tenant, types, ident):
-    found = state.match_identity(tenant.recipients, ident)
+    found = tenant.find_recipients(ident)
     return [r for r in found if types is None or r["RecipientTypeDetails"] in types]
 
 
@@ -486,6 +488,7 @@ def _set(tenant, cmdlet, params, types, ident, ctx, context, cfg, meta):
                       "object in your on-premises organization." % (r["Identity"], cmdlet, attr, r["Identity"]),
                       "WriteScope")
     modified = False
+    # In-place edits of unindexed fields only (state.INDEXED_FIELDS): the tenant's indexes stay valid.
     for attr, ders in new_values.items():
         before = [util.b64_decode_strict(v) for v in r[attr]]
         after_b64 = [util.b64_encode(d) for d in ders]

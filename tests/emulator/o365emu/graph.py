@@ -40,9 +40,48 @@ def user_view(r):
             "userType": "Guest" if r.get("RecipientTypeDetails") == "GuestMailUser" else "Member"}
 
 
+def is_user(r):
+    """Graph lists a recipient as a user when it is no mail contact and has a directory object id."""
+    return r.get("RecipientTypeDetails") != "MailContact" and bool(r.get("ExternalDirectoryObjectId"))
+
+
 def users(tenant):
-    return [user_view(r) for r in tenant.recipients
-            if r.get("RecipientTypeDetails") != "MailContact" and r.get("ExternalDirectoryObjectId")]
+    """Every user's view, in tenant order (O(tenant): the lookups below use the tenant's indexes).
+    Caller holds the lock."""
+    return [user_view(r) for r in tenant.recipients if is_user(r)]
+
+
+# $filter property (lower-case) -> the recipient field user_view() reads it from, i.e. the tenant index.
+FILTER_FIELD = {"id": "ExternalDirectoryObjectId", "userprincipalname": "UserPrincipalName", "mail": "mail",
+                "onpremisesimmutableid": "onPremisesImmutableId",
+                "onpremisessecurityidentifier": "onPremisesSecurityIdentifier", "displayname": "DisplayName",
+                "mailnickname": "Alias", "proxyaddresses": "EmailAddresses"}
+
+
+def filtered_users(tenant, groups):
+    """Views of the users matching parsed $filter groups, in tenant order. Each group's first clause
+    picks candidates from the tenant's index (O(matches)); _matches then checks every clause, so the
+    answer is exactly what filtering users() would give. Caller holds the lock."""
+    positions = set()
+    for group in groups:
+        prop, value = group[0]
+        for pos in tenant.lookup(FILTER_FIELD[prop], value):
+            r = tenant.recipients[pos]
+            if pos not in positions and is_user(r) and _matches(user_view(r), [group]):
+                positions.add(pos)
+    return [user_view(tenant.recipients[p]) for p in sorted(positions)]
+
+
+def user_by_key(tenant, key):
+    """The view of the first user (tenant order) whose id or userPrincipalName is `key`
+    (case-insensitive), or None. Caller holds the lock."""
+    k = key.lower()
+    for pos in sorted(set(tenant.lookup("ExternalDirectoryObjectId", key)) |
+                      set(tenant.lookup("UserPrincipalName", key))):
+        u = user_view(tenant.recipients[pos])
+        if is_user(tenant.recipients[pos]) and k in ((u["id"] or "").lower(), (u["userPrincipalName"] or "").lower()):
+            return u
+    return None
 
 
 STR = r"'((?:[^']|'')*)'"
@@ -129,7 +168,6 @@ def get(tenant, path, query_string, base, headers=None):
             raise GraphError(400, "BadRequest", "Query option '%s' is not supported by this emulator." % k)
     sel = _select(query)
     with tenant.lock:
-        all_users = users(tenant)
         page_default = tenant.config["graph_page_size"]
         advanced = {p.lower() for p in tenant.config["advanced_query_props"]}
         max_filter = tenant.config["max_filter_chars"]
@@ -139,17 +177,17 @@ def get(tenant, path, query_string, base, headers=None):
     eventual = (headers.get("ConsistencyLevel") or "").lower() == "eventual"
     m = re.fullmatch(r"/users/([^/]+)", path)
     if m:
-        key = urllib.parse.unquote(m.group(1)).lower()
-        for u in all_users:
-            if key in ((u["id"] or "").lower(), (u["userPrincipalName"] or "").lower()):
-                body = {"@odata.context": "%s/v1.0/$metadata#users(%s)/$entity" % (base, ",".join(sel))}
-                body.update({p: u[p] for p in sel})
-                return 200, body
+        with tenant.lock:
+            u = user_by_key(tenant, urllib.parse.unquote(m.group(1)))
+        if u is not None:
+            body = {"@odata.context": "%s/v1.0/$metadata#users(%s)/$entity" % (base, ",".join(sel))}
+            body.update({p: u[p] for p in sel})
+            return 200, body
         raise GraphError(404, "Request_ResourceNotFound", "Resource '%s' does not exist or one of its queried "
                          "reference-property objects are not present." % m.group(1))
     if path != "/users":
         raise GraphError(400, "BadRequest", "Resource not found for the segment '%s'." % path.strip("/").split("/")[0])
-    found = all_users
+    groups = None
     if "$filter" in query:
         if len(query["$filter"]) > max_filter:
             raise GraphError(400, "BadRequest", "The $filter is %d characters long; at most %d are accepted."
@@ -160,7 +198,8 @@ def get(tenant, path, query_string, base, headers=None):
             # aad-advanced-queries, "Error handling": a property supported only in advanced queries without
             # ConsistencyLevel: eventual or $count=true is refused, not silently answered.
             raise GraphError(400, "Request_UnsupportedQuery", ADVANCED_MSG)
-        found = [u for u in found if _matches(u, groups)]
+    with tenant.lock:
+        found = users(tenant) if groups is None else filtered_users(tenant, groups)
     page = page_default
     if "$top" in query:
         try:

@@ -92,6 +92,9 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
     server_version = "o365emu/1.0"
     sys_version = ""
     timeout = 60  # per socket read; the server's deadline bounds the whole request (see ApiServer)
+    # TCP_NODELAY: a response goes out as headers then body (two writes); with Nagle the body waits for
+    # the client's delayed ACK of the headers, ~40 ms per keep-alive request whatever the lookup costs.
+    disable_nagle_algorithm = True
     _clock = None
 
     # --- plumbing ----------------------------------------------------------------------------------

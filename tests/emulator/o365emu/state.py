@@ -159,8 +159,48 @@ def app_roles(app, resource_prefix, resource):
     return list(app["roles"].get(resource_prefix.rstrip("/").lower(), []))
 
 
+# Recipient fields with a lookup index (Tenant.lookup, Tenant.find_recipients). A recipient in
+# Tenant.recipients changes these only through load() and upsert_recipient(), which keep the indexes
+# current; in-place edits (Set-* cmdlets) touch only unindexed fields (certificates, IsExchangeCloudManaged).
+IDENTITY_FIELDS = ("ExternalDirectoryObjectId", "Guid", "UserPrincipalName", "PrimarySmtpAddress", "Alias", "Name",
+                   "DisplayName", "Identity")
+EXACT_FIELDS = {"onPremisesImmutableId"}  # base64: compared byte for byte (Graph, see README)
+INDEXED_FIELDS = IDENTITY_FIELDS + ("EmailAddresses", "mail", "onPremisesImmutableId", "onPremisesSecurityIdentifier")
+IDENTITY = "*identity"  # the index of identity_keys(), what an Exchange -Identity value may name
+
+
+def identity_keys(r):
+    """Lower-cased values an Exchange -Identity may name `r` by (object id, GUID, UPN, any SMTP
+    address, alias, name, display name, identity)."""
+    keys = [r.get(f) for f in IDENTITY_FIELDS]
+    keys += [a.split(":", 1)[1] for a in r["EmailAddresses"] if ":" in a]
+    return {str(k).lower() for k in keys if k}
+
+
+def field_keys(r, field):
+    """Index keys of one field of `r`: lower-cased str() of the value (every element for EmailAddresses),
+    the exact string for EXACT_FIELDS; no key for a missing (None) value."""
+    if field == IDENTITY:
+        return identity_keys(r)
+    v = r.get(field)
+    if field == "EmailAddresses":
+        return {a.lower() for a in v or [] if isinstance(a, str)}
+    if field in EXACT_FIELDS:
+        return {v} if isinstance(v, str) else set()
+    return set() if v is None else {str(v).lower()}
+
+
+def lookup_key(field, value):
+    """The index key a lookup of `value` in `field` uses (see field_keys)."""
+    if field == IDENTITY:
+        return value.strip().lower()
+    return value if field in EXACT_FIELDS else value.lower()
+
+
 class Tenant:
-    """Everything the emulator knows. `lock` guards all fields."""
+    """Everything the emulator knows. `lock` guards all fields. Lookups by the INDEXED_FIELDS go through
+    per-field indexes ({field: {key: {position in recipients}}}) so a lookup costs O(matches), not
+    O(tenant): rebuilt by load(), updated per recipient by upsert_recipient()."""
 
     def __init__(self):
         self.lock = threading.RLock()
@@ -200,6 +240,9 @@ class Tenant:
             self.domain = domain
             self.extra_domains = [d.lower() for d in doc.get("extra_domains", [])]
             self.recipients = recipients
+            self._index = {f: {} for f in INDEXED_FIELDS + (IDENTITY,)}
+            for pos, r in enumerate(recipients):
+                self._index_add(pos, r)
             self.apps = apps
             self.resources = resources
             self.config = cfg
@@ -223,17 +266,47 @@ class Tenant:
                     "config": dict(self.config), "clock_offset": self.clock_offset}
 
     def upsert_recipient(self, r):
-        """Adds or replaces (by ExternalDirectoryObjectId or PrimarySmtpAddress) one recipient."""
+        """Adds or replaces (by ExternalDirectoryObjectId or PrimarySmtpAddress: the first recipient in
+        order that has either) one recipient, keeping the indexes current."""
         with self.lock:
             rec = normalise_recipient(r, self.domain)
-            for i, old in enumerate(self.recipients):
+            candidates = set(self.lookup("PrimarySmtpAddress", rec["PrimarySmtpAddress"]))
+            if rec.get("ExternalDirectoryObjectId"):
+                candidates.update(self.lookup("ExternalDirectoryObjectId", rec["ExternalDirectoryObjectId"]))
+            for i in sorted(candidates):
+                old = self.recipients[i]
                 same_id = rec.get("ExternalDirectoryObjectId") and \
                     old.get("ExternalDirectoryObjectId") == rec.get("ExternalDirectoryObjectId")
                 if same_id or old["PrimarySmtpAddress"].lower() == rec["PrimarySmtpAddress"].lower():
+                    self._index_remove(i, old)
                     self.recipients[i] = rec
+                    self._index_add(i, rec)
                     return rec
             self.recipients.append(rec)
+            self._index_add(len(self.recipients) - 1, rec)
             return rec
+
+    def _index_add(self, pos, r):
+        for field, index in self._index.items():
+            for k in field_keys(r, field):
+                index.setdefault(k, set()).add(pos)
+
+    def _index_remove(self, pos, r):
+        for field, index in self._index.items():
+            for k in field_keys(r, field):
+                ps = index.get(k)
+                if ps is not None:
+                    ps.discard(pos)
+                    if not ps:
+                        del index[k]
+
+    def lookup(self, field, value):
+        """Positions in `recipients` (ascending) whose `field` (one of INDEXED_FIELDS, or IDENTITY) equals
+        the string `value`: case-insensitive, exact for EXACT_FIELDS, any element of EmailAddresses.
+        Caller holds the lock."""
+        if not isinstance(value, str):
+            return []
+        return sorted(self._index[field].get(lookup_key(field, value), ()))
 
     def set_config(self, changes):
         with self.lock:
@@ -245,23 +318,17 @@ class Tenant:
 
     # -- identity resolution ------------------------------------------------------------------------
     def find_recipients(self, identity):
-        """Recipients an Exchange -Identity value names; see match_identity. Caller holds the lock."""
-        return match_identity(self.recipients, identity)
+        """Recipients an Exchange -Identity value names (see match_identity), in tenant order, through the
+        identity index. Caller holds the lock."""
+        return [self.recipients[p] for p in self.lookup(IDENTITY, identity)]
 
 
 def match_identity(recipients, identity):
-    """Recipients an Exchange -Identity value names (object id, GUID, UPN, any SMTP address, alias,
-    name, display name), case-insensitive as Exchange is."""
+    """Recipients of a list that an Exchange -Identity value names (object id, GUID, UPN, any SMTP
+    address, alias, name, display name), case-insensitive as Exchange is. Scans the list: for a
+    tenant's recipients use Tenant.find_recipients."""
     ident = identity.strip().lower()
-    out = []
-    for r in recipients:
-        keys = [r.get("ExternalDirectoryObjectId"), r.get("Guid"), r.get("UserPrincipalName"),
-                r.get("PrimarySmtpAddress"), r.get("Alias"), r.get("Name"), r.get("DisplayName"),
-                r.get("Identity")]
-        keys += [a.split(":", 1)[1] for a in r["EmailAddresses"] if ":" in a]
-        if any(k and str(k).lower() == ident for k in keys):
-            out.append(r)
-    return out
+    return [r for r in recipients if ident in identity_keys(r)]
 
 
 def load_seed_file(path):

@@ -124,3 +124,33 @@ def test_paging(emu):
         url = nxt[len(emu.url) + len("/v1.0"):]
     users = [x for x in emu.admin("GET", "/state")[1]["recipients"] if x["RecipientTypeDetails"] != "MailContact"]
     assert seen == [x["ExternalDirectoryObjectId"] for x in users]
+
+
+def test_lookups_follow_tenant_changes(emu):
+    """Graph and Exchange lookups answer from indexes the tenant keeps current: an upsert that renames a
+    user, a new recipient and a reset are each seen by the next lookup, and an `or` filter still answers
+    each user once, in tenant order."""
+    zoe_id = "5eed00ff-0000-4000-8000-0000000000ff"
+    bob = state_of(emu, "bob@contoso.onmicrosoft.com")
+    assert emu.admin("POST", "/state/recipients", dict(bob, UserPrincipalName="robert@contoso.onmicrosoft.com"))[0] == 200
+    assert ids(emu.graph(q("userPrincipalName eq 'bob@contoso.onmicrosoft.com'", "id"))) == []
+    assert ids(emu.graph(q("userPrincipalName eq 'Robert@contoso.onmicrosoft.com'", "id"))) == [BOB_ID]
+    assert emu.graph("/users/robert@contoso.onmicrosoft.com?$select=id").json()["id"] == BOB_ID
+    assert emu.graph("/users/bob@contoso.onmicrosoft.com").status == 404
+    [r] = emu.invoke("Get-Recipient", {"Identity": "ROBERT@contoso.onmicrosoft.com"}).json()["value"]
+    assert r["ExternalDirectoryObjectId"] == BOB_ID
+
+    zoe = {"UserPrincipalName": "zoe@contoso.onmicrosoft.com", "ExternalDirectoryObjectId": zoe_id,
+           "EmailAddresses": ["smtp:zoe@contoso.com"]}
+    assert emu.admin("POST", "/state/recipients", zoe)[0] == 200
+    assert ids(emu.graph(q("proxyAddresses/any(p:p eq 'SMTP:zoe@contoso.com')", "id"))) == [zoe_id]
+    both = "mail eq 'zoe@contoso.onmicrosoft.com' or id eq '%s' or userPrincipalName eq 'zoe@contoso.onmicrosoft.com'"
+    assert ids(emu.graph(q(both % BOB_ID, "id"))) == [BOB_ID, zoe_id]
+    [r] = emu.invoke("Get-Recipient", {"Identity": "zoe@contoso.com"}).json()["value"]
+    assert r["ExternalDirectoryObjectId"] == zoe_id
+
+    assert emu.admin("POST", "/reset")[0] == 200
+    assert ids(emu.graph(q("userPrincipalName eq 'robert@contoso.onmicrosoft.com'", "id"))) == []
+    assert ids(emu.graph(q("userPrincipalName eq 'bob@contoso.onmicrosoft.com'", "id"))) == [BOB_ID]
+    assert ids(emu.graph(q("proxyAddresses/any(p:p eq 'smtp:zoe@contoso.com')", "id"))) == []
+    assert emu.invoke("Get-Recipient", {"Identity": "zoe@contoso.com"}).status == 404

@@ -122,28 +122,20 @@ collector_yaml() {
 }
 collector_yaml s "$SLAPD_URL" "$SLAPD_BIND_DN" "$SLAPD_PASSWORD_FILE" "ou=bench,$SLAPD_BASE" \
   "(objectClass=inetOrgPerson)" "allow_plaintext_bind: true" "mode: syncrepl" >"$W/collector-s.yaml"
-cat >"$W/publisher.yaml" <<EOF
+{
+  cat <<EOF
 publisher: {instance_id: bench}
 topics: {events: bench.events, state: bench.pstate, results: bench.results, dlq: bench.dlq, retry: bench.retry}
 policy: {enabled: false}
-o365:
-  tenant_id: $O365_TENANT_ID
-  tenant_domain: $O365_TENANT_DOMAIN
-  client_id: $O365_CLIENT_ID
-  authority_url: $O365_EMULATOR_URL
-  graph_url: $O365_GRAPH_BASE
-  exchange_url: $O365_EXCHANGE_BASE
-  exchange_resource: https://outlook.office365.com
-  graph_resource: https://graph.microsoft.com
-  auth: certificate
-  certificate_file: "$O365_CLIENT_CERT_FILE"
-  private_key_file: "$O365_CLIENT_KEY_FILE"
-  ca_file: "$O365_EMULATOR_CA_FILE"
+EOF
+  cs_o365_yaml certificate
+  cat <<EOF
 batch: {max_wait: 20ms}
 admin: {listen: "127.0.0.1:0"}
 log: {level: warn}
 kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP", group.id: bench, session.timeout.ms: 6000}
 EOF
+} >"$W/publisher.yaml"
 "$COLLECTOR" --check-config --config "$W/collector-s.yaml" >/dev/null
 "$PUBLISHER" --check-config --config "$W/publisher.yaml" >/dev/null
 

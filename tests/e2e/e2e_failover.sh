@@ -90,41 +90,8 @@ python3 "$PIPE" seed --data "$W/data" --flavor openldap --dir-env "$DIR_ENV" --p
 
 # --- the two services, both bootstrapping from every broker of the cluster
 pport=$(cs_free_port)
-cat >"$W/collector.yaml" <<EOF
-source: {id: $tag}
-ldap:
-  url: "$SLAPD_URL"
-  bind_dn: "$SLAPD_BIND_DN"
-  password_file: "$SLAPD_PASSWORD_FILE"
-  allow_plaintext_bind: true
-  base_dns: ["$OU"]
-  filter: "(objectClass=inetOrgPerson)"
-  timeout: 5s
-topics: {events: $tag.events, checkpoint: $tag.state, held: $tag.held}
-batch: {max_wait: 100ms}
-admin: {listen: "127.0.0.1:0"}
-kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP"}
-EOF
-cat >"$W/publisher.yaml" <<EOF
-publisher: {instance_id: $tag}
-topics: {events: $tag.events, state: $tag.pstate, results: $tag.results, dlq: $tag.dlq, retry: $tag.retry}
-o365:
-  tenant_id: $O365_TENANT_ID
-  tenant_domain: $O365_TENANT_DOMAIN
-  client_id: $O365_CLIENT_ID
-  authority_url: $O365_EMULATOR_URL
-  graph_url: $O365_GRAPH_BASE
-  exchange_url: $O365_EXCHANGE_BASE
-  exchange_resource: https://outlook.office365.com
-  graph_resource: https://graph.microsoft.com
-  auth: certificate
-  certificate_file: "$O365_CLIENT_CERT_FILE"
-  private_key_file: "$O365_CLIENT_KEY_FILE"
-  ca_file: "$O365_EMULATOR_CA_FILE"
-batch: {max_wait: 100ms}
-admin: {listen: "127.0.0.1:$pport"}
-kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP", group.id: $tag, session.timeout.ms: 6000}
-EOF
+it_slapd_collector_yaml "$tag" "$OU" 5s "topics: {events: $tag.events, checkpoint: $tag.state, held: $tag.held}" >"$W/collector.yaml"
+it_publisher_yaml "$tag" "$pport" 100ms >"$W/publisher.yaml"
 "$COLLECTOR" --check-config --config "$W/collector.yaml" >/dev/null 2>"$W/check.err" || it_fail "collector config: $(cat "$W/check.err")"
 "$PUBLISHER" --check-config --config "$W/publisher.yaml" >/dev/null 2>"$W/check.err" || it_fail "publisher config: $(cat "$W/check.err")"
 POLICY=off

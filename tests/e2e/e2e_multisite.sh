@@ -93,21 +93,8 @@ curl -sf -X POST "$O365_EMULATOR_ADMIN_URL/state/recipients" -H 'Content-Type: a
   \"IsDirSynced\": true, \"IsExchangeCloudManaged\": true}" >/dev/null || it_fail "seeding the emulator"
 
 # --- the services: two collectors, one publisher
-cat >"$W/a.yaml" <<EOF
-source: {id: $SRC_A}
-ldap:
-  url: "$SLAPD_URL"
-  bind_dn: "$SLAPD_BIND_DN"
-  password_file: "$SLAPD_PASSWORD_FILE"
-  allow_plaintext_bind: true
-  base_dns: ["ou=$tag,$SLAPD_BASE"]
-  filter: "(objectClass=inetOrgPerson)"
-  timeout: 10s
-topics: {events: $tag.events, checkpoint: $tag.a.state, held: $tag.a.held}
-batch: {max_wait: 100ms}
-admin: {listen: "127.0.0.1:0"}
-kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP"}
-EOF
+it_slapd_collector_yaml "$SRC_A" "ou=$tag,$SLAPD_BASE" 10s \
+  "topics: {events: $tag.events, checkpoint: $tag.a.state, held: $tag.a.held}" >"$W/a.yaml"
 cat >"$W/b.yaml" <<EOF
 source: {id: $SRC_B}
 ldap:
@@ -125,28 +112,8 @@ admin: {listen: "127.0.0.1:0"}
 kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP"}
 EOF
 pport=$(cs_free_port)
-cat >"$W/publisher.yaml" <<EOF
-publisher: {instance_id: $tag}
-topics: {events: $tag.events, state: $tag.pstate, results: $tag.results, dlq: $tag.dlq, retry: $tag.retry}
-sources: {priority: [$SRC_A, $SRC_B]}
-resolve: {order: [mail]}
-o365:
-  tenant_id: $O365_TENANT_ID
-  tenant_domain: $O365_TENANT_DOMAIN
-  client_id: $O365_CLIENT_ID
-  authority_url: $O365_EMULATOR_URL
-  graph_url: $O365_GRAPH_BASE
-  exchange_url: $O365_EXCHANGE_BASE
-  exchange_resource: https://outlook.office365.com
-  graph_resource: https://graph.microsoft.com
-  auth: certificate
-  certificate_file: "$O365_CLIENT_CERT_FILE"
-  private_key_file: "$O365_CLIENT_KEY_FILE"
-  ca_file: "$O365_EMULATOR_CA_FILE"
-batch: {max_wait: 100ms}
-admin: {listen: "127.0.0.1:$pport"}
-kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP", group.id: $tag, session.timeout.ms: 6000}
-EOF
+it_publisher_yaml "$tag" "$pport" 100ms "sources: {priority: [$SRC_A, $SRC_B]}" "resolve: {order: [mail]}" \
+  >"$W/publisher.yaml"
 for c in a b; do
   "$COLLECTOR" --check-config --config "$W/$c.yaml" >/dev/null 2>"$W/check.err" || it_fail "collector $c config: $(cat "$W/check.err")"
 done

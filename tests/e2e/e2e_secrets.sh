@@ -139,43 +139,17 @@ kafka_block() { # USER PWFILE [extra properties]
 }
 pport=$(cs_free_port)
 {
-  cat <<EOF
-source: {id: $tag}
-ldap:
-  url: "$SLAPD_URL"
-  bind_dn: "$SLAPD_BIND_DN"
-  password_file: "$SLAPD_PASSWORD_FILE"
-  allow_plaintext_bind: true
-  base_dns: ["$OU"]
-  filter: "(objectClass=inetOrgPerson)"
-  timeout: 10s
-topics: {events: $tag.events, checkpoint: $tag.state, held: $tag.held}
-batch: {max_wait: 100ms}
-admin: {listen: "127.0.0.1:0"}
-log.level: debug
-EOF
+  it_slapd_collector_yaml "$tag" "$OU" 10s "topics: {events: $tag.events, checkpoint: $tag.state, held: $tag.held}" \
+    "log.level: debug"
   kafka_block collector "$W/kafka-collector.pw"
 } >"$W/collector.yaml"
 {
   cat <<EOF
 publisher: {instance_id: $tag}
 topics: {events: $tag.events, state: $tag.pstate, results: $tag.results, dlq: $tag.dlq, retry: $tag.retry}
-o365:
-  tenant_id: $O365_TENANT_ID
-  tenant_domain: $O365_TENANT_DOMAIN
-  client_id: $O365_CLIENT_ID
-  authority_url: $O365_EMULATOR_URL
-  graph_url: $O365_GRAPH_BASE
-  exchange_url: $O365_EXCHANGE_BASE
-  exchange_resource: https://outlook.office365.com
-  graph_resource: https://graph.microsoft.com
-  auth: secret
-  client_secret_file: "$O365_CLIENT_SECRET_FILE"
-  ca_file: "$O365_EMULATOR_CA_FILE"
-batch: {max_wait: 100ms}
-admin: {listen: "127.0.0.1:$pport"}
-log.level: debug
 EOF
+  cs_o365_yaml secret
+  printf 'batch: {max_wait: 100ms}\nadmin: {listen: "127.0.0.1:%s"}\nlog.level: debug\n' "$pport"
   kafka_block publisher "$W/kafka-publisher.pw" "group.id: $tag" "session.timeout.ms: 6000"
 } >"$W/publisher.yaml"
 "$COLLECTOR" --check-config --config "$W/collector.yaml" >"$W/check-c.log" 2>&1 || it_fail "collector config: $(cat "$W/check-c.log")"

@@ -105,28 +105,8 @@ kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP"}
 EOF
 done
 pport=$(cs_free_port)
-cat >"$W/publisher.yaml" <<EOF
-publisher: {instance_id: $tag}
-topics: {events: $tag.events, state: $tag.pstate, results: $tag.results, dlq: $tag.dlq, retry: $tag.retry}
-sources: {priority: [${tag}-dc1, ${tag}-dc2]}
-resolve: {order: [mail]}
-o365:
-  tenant_id: $O365_TENANT_ID
-  tenant_domain: $O365_TENANT_DOMAIN
-  client_id: $O365_CLIENT_ID
-  authority_url: $O365_EMULATOR_URL
-  graph_url: $O365_GRAPH_BASE
-  exchange_url: $O365_EXCHANGE_BASE
-  exchange_resource: https://outlook.office365.com
-  graph_resource: https://graph.microsoft.com
-  auth: certificate
-  certificate_file: "$O365_CLIENT_CERT_FILE"
-  private_key_file: "$O365_CLIENT_KEY_FILE"
-  ca_file: "$O365_EMULATOR_CA_FILE"
-batch: {max_wait: 50ms}
-admin: {listen: "127.0.0.1:$pport"}
-kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP", group.id: $tag, session.timeout.ms: 6000}
-EOF
+it_publisher_yaml "$tag" "$pport" 50ms "sources: {priority: [${tag}-dc1, ${tag}-dc2]}" "resolve: {order: [mail]}" \
+  >"$W/publisher.yaml"
 for dc in 1 2; do
   "$COLLECTOR" --check-config --config "$W/c$dc.yaml" >/dev/null 2>"$W/check.err" || it_fail "collector $dc config: $(cat "$W/check.err")"
   "$COLLECTOR" --config "$W/c$dc.yaml" >"$W/collector-$dc.log" 2>&1 &

@@ -95,15 +95,6 @@ static double iso_epoch(const char *t)
     return (double)days_from_civil(y, mo, d) * 86400.0 + h * 3600.0 + mi * 60.0 + s;
 }
 
-static void sha256_hex(const unsigned char *d, size_t n, char out[65])
-{
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_Digest(d, n, md, &mdlen, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 static long emu(const char *method, const char *path, const char *json)
 {
     return pts_emu_call(emu_env.admin, method, path, json, NULL);
@@ -126,33 +117,10 @@ static void guid_of(int user, unsigned char g[16])
  * OPENSSL_free(). */
 static unsigned char *make_cert(int user, uint32_t version, size_t *len)
 {
-    char upn[320], san[400];
+    char upn[320];
     upn_of(user, upn, sizeof upn);
     time_t now = time(NULL);
-    X509 *x = X509_new();
-    assert_non_null(x);
-    assert_true(X509_set_version(x, 2));
-    ASN1_INTEGER_set(X509_get_serialNumber(x), (long)user * 100000L + (long)version);
-    X509_NAME *nm = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_UTF8, (const unsigned char *)upn, -1, -1, 0);
-    assert_true(X509_set_issuer_name(x, nm));
-    assert_non_null(ASN1_TIME_set(X509_getm_notBefore(x), now - 3600));
-    assert_non_null(ASN1_TIME_set(X509_getm_notAfter(x), now + 30 * 86400));
-    assert_true(X509_set_pubkey(x, key));
-    snprintf(san, sizeof san, "email:%s", upn);
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
-    assert_non_null(ext);
-    assert_true(X509_add_ext(x, ext, -1));
-    X509_EXTENSION_free(ext);
-    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
-    unsigned char *der = NULL;
-    int n = i2d_X509(x, &der);
-    assert_true(n > 0);
-    X509_free(x);
-    *len = (size_t)n;
-    return der;
+    return pts_smime_cert(key, upn, (long)user * 100000L + (long)version, now - 3600, now + 30 * 86400, len);
 }
 
 /* ------------------------------------------------------------------ setup */
@@ -189,16 +157,10 @@ typedef pts_topics world;
 static void seed_recipient(int user)
 {
     unsigned char g[16];
-    char id[40], upn[320], json[1024];
+    char upn[320];
     guid_of(user, g);
-    pts_b64(g, 16, id);
     upn_of(user, upn, sizeof upn);
-    snprintf(json, sizeof json,
-             "{\"UserPrincipalName\":\"%s\",\"PrimarySmtpAddress\":\"%s\",\"RecipientTypeDetails\":"
-             "\"UserMailbox\",\"ExternalDirectoryObjectId\":\"00000000-0000-4000-9000-%012d\","
-             "\"onPremisesImmutableId\":\"%s\",\"IsDirSynced\":false,\"IsExchangeCloudManaged\":false}",
-             upn, upn, user, id);
-    assert_int_equal(emu("POST", "/state/recipients", json), 200);
+    pts_emu_seed_mailbox(emu_env.admin, upn, g, 9000, user, 0, 0);
 }
 
 static void world_new(world *w, int parts, int users)
@@ -214,12 +176,7 @@ static void world_new(world *w, int parts, int users)
 
 static void produce_raw(world *w, int32_t part, const char *key_s, const void *val, size_t len)
 {
-    rd_kafka_resp_err_t e =
-        rd_kafka_producev(w->prod, RD_KAFKA_V_TOPIC(w->events), RD_KAFKA_V_PARTITION(part),
-                          RD_KAFKA_V_KEY(key_s, strlen(key_s)), RD_KAFKA_V_VALUE((void *)(uintptr_t)val, len),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
-    assert_int_equal(rd_kafka_flush(w->prod, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    pts_produce(w->prod, w->events, part, key_s, val, len);
 }
 
 /* Produces the next version of `user` (a unique certificate, or a removal every REMOVAL_EVERY versions) to its
@@ -263,7 +220,7 @@ static uint32_t produce_next(world *w, int user)
     } else {
         ev.kind = CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_UPSERT;
         der = make_cert(user, v, &der_len);
-        sha256_hex(der, der_len, vhash[user][v]);
+        pts_sha256_hex(der, der_len, vhash[user][v]);
         cv.has_raw = 1;
         cv.raw.data = der;
         cv.raw.len = der_len;
@@ -288,24 +245,15 @@ static void write_config(const world *w, const char *instance, int static_member
     snprintf(path, cap, "%s/pub-%d.yaml", work, port);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
+    pts_publisher_yaml_head(f, w, inst, &emu_env, NULL);
     fprintf(f,
-            "publisher.instance_id: %s\n"
-            "topics: {events: %s, state: %s, results: %s, dlq: %s, retry: %s}\n"
-            "o365:\n"
-            "  tenant_id: %s\n  tenant_domain: %s\n  client_id: %s\n"
-            "  authority_url: %s\n  graph_url: %s\n  exchange_url: %s\n"
-            "  exchange_resource: https://outlook.office365.com\n"
-            "  graph_resource: https://graph.microsoft.com\n"
-            "  auth: secret\n  client_secret_file: %s\n  ca_file: %s\n"
             "resolve.order: [immutable_id, upn]\n"
             "batch: {max_events: 100, max_wait: 200ms}\n"
             "admin.listen: 127.0.0.1:%d\n"
             "policy.check_address: false\n"
             "kafka:\n  bootstrap.servers: %s\n  group.id: %s\n  session.timeout.ms: 6000\n"
             "  heartbeat.interval.ms: 500\n",
-            inst, w->events, w->state, w->results, w->dlq, w->retry, emu_env.tenant, emu_env.domain,
-            emu_env.client, emu_env.url, emu_env.url, emu_env.url, emu_env.secret_file, emu_env.ca, port,
-            kt_bootstrap(), w->group);
+            port, kt_bootstrap(), w->group);
     if (static_member)
         fprintf(f, "  group.instance.id: %s\n", inst);
     fclose(f);
@@ -315,43 +263,19 @@ static void write_config(const world *w, const char *instance, int static_member
  * the start as a restart. */
 static pid_t spawn(const char *config, int once, const char *fault, int port)
 {
-    char log[300];
-    snprintf(log, sizeof log, "%s/pub-%d.log", work, port);
     note_restart();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        if (fault)
-            setenv("CERTSYNC_PUB_FAULT", fault, 1);
-        else
-            unsetenv("CERTSYNC_PUB_FAULT");
-        const char *bin = getenv("CERTSYNC_PUBLISHER");
-        if (once)
-            execl(bin, bin, "--config", config, "--once", (char *)NULL);
-        else
-            execl(bin, bin, "--config", config, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    return pts_pub_spawn(work, port, config, once, fault);
 }
 
 static void dump_log(int port)
 {
-    char log[300];
-    snprintf(log, sizeof log, "%s/pub-%d.log", work, port);
-    pts_dump_tail("publisher log", log);
+    pts_pub_dump_log(work, port);
 }
 
 static int log_count(int port, const char *needle)
 {
     char log[300];
-    snprintf(log, sizeof log, "%s/pub-%d.log", work, port);
+    pts_pub_log_path(work, port, log, sizeof log);
     char *text = pts_slurp(log, NULL);
     int n = 0;
     for (const char *p = text; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
@@ -362,21 +286,12 @@ static int log_count(int port, const char *needle)
 
 static int wait_exit(pid_t pid, int port, long long timeout_ms)
 {
-    int st = 0;
-    if (!pts_wait_pid(pid, timeout_ms, &st)) {
-        dump_log(port);
-        fail_msg("publisher pid %d did not exit within %lld ms", (int)pid, timeout_ms);
-    }
-    return st;
+    return pts_pub_wait_exit(work, port, pid, timeout_ms);
 }
 
 static void expect_exit(int st, int code, int port)
 {
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != code) {
-        dump_log(port);
-        fail_msg("publisher: wanted exit %d, got %s %d", code, WIFEXITED(st) ? "exit" : "signal",
-                 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-    }
+    pts_pub_expect_exit(work, port, st, code);
 }
 
 static void expect_sigkill(int st, int port, const char *point)
@@ -407,19 +322,12 @@ static int run_once(const world *w, const char *fault)
     return port;
 }
 
-static long admin_get(int port, const char *path, char **out)
-{
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    return pts_http("GET", url, NULL, out);
-}
-
 /* certsync_publisher_applied_total of the instance on `port` (-1: no answer). */
 static long applied_total(int port)
 {
     char *text = NULL;
     long n = -1;
-    if (admin_get(port, "/metrics", &text) == 200) {
+    if (pts_pub_admin_get(port, "/metrics", &text) == 200) {
         const char *p = strstr(text, "\ncertsync_publisher_applied_total ");
         if (p)
             n = strtol(p + strlen("\ncertsync_publisher_applied_total "), NULL, 10);
@@ -476,10 +384,7 @@ static json_t *journal(long long since, const char *kind)
 
 static long long last_seq(void)
 {
-    json_t *j = pts_emu_json(emu_env.admin, "/journal?kind=request&since=999999999");
-    long long s = json_integer_value(json_object_get(j, "last_seq"));
-    json_decref(j);
-    return s;
+    return pts_emu_last_seq(emu_env.admin);
 }
 
 /* A restart (publisher start or stop) strictly between t0 and t1 (epoch seconds). */
@@ -576,7 +481,7 @@ static history_stats verify_history(long long since, int users)
                 l--;
             }
             char h[65];
-            sha256_hex(der, (size_t)n, h);
+            pts_sha256_hex(der, (size_t)n, h);
             free(der);
             if (strcmp(h, vhash[u][nv]) != 0)
                 fail_msg("user%d: final certificate %.12s is not the newest version %u's %.12s", u, h, nv,
@@ -957,41 +862,8 @@ static void token_expiry_mid_stream(void **state)
  * Caller frees each with certsync__v1__dead_letter__free_unpacked(). */
 static int read_dead_letters(const world *w, Certsync__V1__DeadLetter **out, int cap)
 {
-    char errstr[256];
-    rd_kafka_conf_t *conf = kt_conf();
-    char *group = kt_unique_name("chaos-dlq-reader");
-    rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof errstr);
-    rd_kafka_conf_set(conf, "isolation.level", "read_committed", errstr, sizeof errstr);
-    rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof errstr);
-    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    assert_non_null(c);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, w->dlq, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    assert_int_equal(rd_kafka_assign(c, l), 0);
-    rd_kafka_topic_partition_list_destroy(l);
-    int n = 0;
-    long long end = pts_mono_ms() + 30000;
-    while (pts_mono_ms() < end) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
-        if (!m)
-            continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            rd_kafka_message_destroy(m);
-            break;
-        }
-        assert_int_equal(m->err, 0);
-        Certsync__V1__DeadLetter *d = certsync__v1__dead_letter__unpack(NULL, m->len, m->payload);
-        assert_non_null(d);
-        if (n < cap)
-            out[n++] = d;
-        else
-            certsync__v1__dead_letter__free_unpacked(d, NULL);
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(c);
-    rd_kafka_destroy(c);
-    free(group);
-    return n;
+    int n = pts_read_dead_letters(w->dlq, "chaos-dlq-reader", out, cap);
+    return n < cap ? n : cap;
 }
 
 /* Poison messages between good events: garbage bytes, JSON, an empty record and a protobuf of another schema

@@ -126,16 +126,10 @@ static void guid_of(int user, unsigned char g[16])
 static void seed_recipient(int user, int dir_synced, int cloud_managed)
 {
     unsigned char g[16];
-    char id[40], upn[320], json[1024];
+    char upn[320];
     guid_of(user, g);
-    pts_b64(g, 16, id);
     upn_of(user, upn, sizeof upn);
-    snprintf(json, sizeof json,
-             "{\"UserPrincipalName\":\"%s\",\"PrimarySmtpAddress\":\"%s\",\"RecipientTypeDetails\":"
-             "\"UserMailbox\",\"ExternalDirectoryObjectId\":\"00000000-0000-4000-9000-%012d\","
-             "\"onPremisesImmutableId\":\"%s\",\"IsDirSynced\":%s,\"IsExchangeCloudManaged\":%s}",
-             upn, upn, user, id, dir_synced ? "true" : "false", cloud_managed ? "true" : "false");
-    assert_int_equal(pts_emu_call(emu_env.admin, "POST", "/state/recipients", json, NULL), 200);
+    pts_emu_seed_mailbox(emu_env.admin, upn, g, 9000, user, dir_synced, cloud_managed);
 }
 
 static void world_new(world *w)
@@ -191,23 +185,13 @@ static void write_config(const world *w, int port, char *path, size_t cap)
     snprintf(path, cap, "%s/pub-%d.yaml", work, port);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
+    pts_publisher_yaml_head(f, w, w->instance, &emu_env, NULL);
     fprintf(f,
-            "publisher.instance_id: %s\n"
-            "topics: {events: %s, state: %s, results: %s, dlq: %s, retry: %s}\n"
-            "o365:\n"
-            "  tenant_id: %s\n  tenant_domain: %s\n  client_id: %s\n"
-            "  authority_url: %s\n  graph_url: %s\n  exchange_url: %s\n"
-            "  exchange_resource: https://outlook.office365.com\n"
-            "  graph_resource: https://graph.microsoft.com\n"
-            "  auth: secret\n  client_secret_file: %s\n  ca_file: %s\n"
             "resolve.order: [upn]\n" /* not immutable_id: pub_graph sends no ConsistencyLevel */
-
             "batch: {max_events: 100, max_wait: 300ms}\n"
             "admin.listen: 127.0.0.1:%d\n"
             "kafka:\n  bootstrap.servers: %s\n  group.id: %s\n  session.timeout.ms: 6000\n",
-            w->instance, w->events, w->state, w->results, w->dlq, w->retry, emu_env.tenant, emu_env.domain,
-            emu_env.client, emu_env.url, emu_env.url, emu_env.url, emu_env.secret_file, emu_env.ca, port,
-            kt_bootstrap(), w->group);
+            port, kt_bootstrap(), w->group);
     fclose(f);
 }
 
@@ -309,29 +293,14 @@ static void expect_line(const char *report, const char *object, const char *word
 
 static long long last_seq(void)
 {
-    json_t *j = pts_emu_json(emu_env.admin, "/journal?kind=request&since=999999999");
-    long long s = json_integer_value(json_object_get(j, "last_seq"));
-    json_decref(j);
-    return s;
+    return pts_emu_last_seq(emu_env.admin);
 }
 
 /* Requests since `since` whose cmdlet starts with `prefix` ("Set-", "Get-Mailbox"); `upn` (may be NULL)
  * limits them to Set-* writes that changed that recipient's UserCertificate. */
 static int requests(long long since, const char *prefix)
 {
-    char path[128];
-    snprintf(path, sizeof path, "/journal?kind=request&since=%lld", since);
-    json_t *j = pts_emu_json(emu_env.admin, path);
-    json_t *e;
-    size_t i;
-    int n = 0;
-    json_array_foreach(json_object_get(j, "entries"), i, e)
-    {
-        const char *c = json_string_value(json_object_get(e, "cmdlet"));
-        n += c && strncmp(c, prefix, strlen(prefix)) == 0;
-    }
-    json_decref(j);
-    return n;
+    return pts_emu_requests(emu_env.admin, since, prefix);
 }
 
 /* Journal changes of recipient `user` since `since` (writes that changed or re-wrote UserCertificate). */
@@ -501,17 +470,7 @@ static void replay_does_not_regress_newer(void **state)
 /* Reads the dead-letter topic's record count (read_committed). */
 static int dead_letter_count(const world *w)
 {
-    char errstr[256];
-    rd_kafka_conf_t *conf = kt_conf();
-    rd_kafka_conf_set(conf, "isolation.level", "read_committed", errstr, sizeof errstr);
-    rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof errstr);
-    rd_kafka_conf_set(conf, "group.id", "unused", errstr, sizeof errstr);
-    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    assert_non_null(c);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, w->dlq, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    assert_int_equal(rd_kafka_assign(c, l), 0);
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_t *c = pts_partition_reader(w->dlq, "unused");
     int n = 0;
     long long end = pts_mono_ms() + 20000;
     while (pts_mono_ms() < end) {

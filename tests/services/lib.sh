@@ -81,3 +81,29 @@ cs_show_log() {
     echo "---- end of $f ----" >&2
   fi
 }
+
+# cs_o365_yaml AUTH: prints the publisher's "o365:" block for the Office 365 emulator whose env file has been
+# loaded (the O365_* variables). AUTH is "certificate" (client certificate and key) or "secret" (client secret
+# file). One copy, so a change to the emulator's settings reaches every test and bench script.
+cs_o365_yaml() {
+  cat <<EOF
+o365:
+  tenant_id: $O365_TENANT_ID
+  tenant_domain: $O365_TENANT_DOMAIN
+  client_id: $O365_CLIENT_ID
+  authority_url: $O365_EMULATOR_URL
+  graph_url: $O365_GRAPH_BASE
+  exchange_url: $O365_EXCHANGE_BASE
+  exchange_resource: https://outlook.office365.com
+  graph_resource: https://graph.microsoft.com
+EOF
+  case ${1:-} in
+    certificate)
+      printf '  auth: certificate\n  certificate_file: "%s"\n  private_key_file: "%s"\n' \
+        "$O365_CLIENT_CERT_FILE" "$O365_CLIENT_KEY_FILE"
+      ;;
+    secret) printf '  auth: secret\n  client_secret_file: "%s"\n' "$O365_CLIENT_SECRET_FILE" ;;
+    *) cs_die "cs_o365_yaml: auth '${1:-}' is neither certificate nor secret" || return 1 ;;
+  esac
+  printf '  ca_file: "%s"\n' "$O365_EMULATOR_CA_FILE"
+}

@@ -7,11 +7,16 @@
 #define PUB_TEST_SUPPORT_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
+#include <openssl/evp.h>
+
+#include "certsync/v1/dead_letter.pb-c.h"
 
 /* Monotonic clock in milliseconds (for bounded waits). */
 long long pts_mono_ms(void);
@@ -88,5 +93,66 @@ void pts_topics_new(pts_topics *t, const char *prefix, int parts, int events_com
 
 /* Flushes (10 s bound) and destroys the producer and frees the names; the topics stay on the broker. */
 void pts_topics_free(pts_topics *t);
+
+/* SHA-256 of d[n] as 64 lowercase hex digits and a NUL in out. */
+void pts_sha256_hex(const unsigned char *d, size_t n, char out[65]);
+
+/* The emulator's last journal sequence number (GET /journal last_seq): "since" for the checks that follow. */
+long long pts_emu_last_seq(const char *admin);
+
+/* Requests in the emulator's journal after `since` whose cmdlet starts with `prefix` ("Set-", "Get-Mailbox"). */
+int pts_emu_requests(const char *admin, long long since, const char *prefix);
+
+/* Seeds (or replaces, emptying its certificates) the mailbox `upn` with onPremisesImmutableId = base64(guid),
+ * ExternalDirectoryObjectId 00000000-0000-4000-<id_group>-<user, 12 digits> and the given IsDirSynced and
+ * IsExchangeCloudManaged (asserts status 200). */
+void pts_emu_seed_mailbox(const char *admin, const char *upn, const unsigned char guid[16], int id_group,
+                          int user, int dir_synced, int cloud_managed);
+
+/* Produces val[len] with `key` to `topic` partition `part` and flushes (10 s bound); asserts success. */
+void pts_produce(rd_kafka_t *prod, const char *topic, int32_t part, const char *key, const void *val,
+                 size_t len);
+
+/* A read_committed consumer (group `group`) assigned to partition 0 of `topic` from its beginning, with
+ * partition EOF events on: for reading a dead-letter or results topic to its end. Asserts on failure. Caller closes
+ * with rd_kafka_consumer_close() and rd_kafka_destroy(). */
+rd_kafka_t *pts_partition_reader(const char *topic, const char *group);
+
+/* Reads every record of the single-partition dead-letter topic `dlq` (read_committed, a fresh group named
+ * after `group_prefix`, 30 s bound) and returns how many there are; the first `cap` decoded records go to
+ * out[] (caller frees each with certsync__v1__dead_letter__free_unpacked()), the rest are freed here. */
+int pts_read_dead_letters(const char *dlq, const char *group_prefix, Certsync__V1__DeadLetter **out, int cap);
+
+/* Writes the lines every publisher test config starts with to f: publisher.instance_id `instance`, the topics
+ * of t, and the o365 block for the emulator e with `auth_yaml` ("  auth: ..." lines; NULL: the emulator's
+ * client secret file) and its CA file. */
+void pts_publisher_yaml_head(FILE *f, const pts_topics *t, const char *instance, const pts_emu_env *e,
+                             const char *auth_yaml);
+
+/* The log file of the publisher run on `port` in directory `work`: <work>/pub-<port>.log, into out[cap]. */
+void pts_pub_log_path(const char *work, int port, char *out, size_t cap);
+
+/* Starts $CERTSYNC_PUBLISHER --config `config` (plus --once when `once`) with CERTSYNC_PUB_FAULT = `fault`
+ * (NULL: unset), stdout and stderr appended to pts_pub_log_path(work, port). Returns the child's pid. */
+pid_t pts_pub_spawn(const char *work, int port, const char *config, int once, const char *fault);
+
+/* Prints the tail of the publisher log of `port` to stderr (a failing test shows what it said). */
+void pts_pub_dump_log(const char *work, int port);
+
+/* Waits up to timeout_ms for publisher `pid` to exit; returns the raw wait status. On timeout kills it, dumps
+ * its log and fails the test. */
+int pts_pub_wait_exit(const char *work, int port, pid_t pid, long long timeout_ms);
+
+/* Fails the test (after dumping the log) unless wait status `st` is a normal exit with `code`. */
+void pts_pub_expect_exit(const char *work, int port, int st, int code);
+
+/* GET http://127.0.0.1:<port><path> (the publisher's admin endpoint); pts_http's status and *out. */
+long pts_pub_admin_get(int port, const char *path, char **out);
+
+/* DER of a self-signed S/MIME certificate for `email` (CN and rfc822Name SAN) signed by `key` (its public key
+ * too), serial `serial`, valid from `nb` to `na` (unix seconds). Asserts on failure. Caller frees with
+ * OPENSSL_free(). */
+unsigned char *pts_smime_cert(EVP_PKEY *key, const char *email, long serial, time_t nb, time_t na,
+                              size_t *len);
 
 #endif

@@ -193,6 +193,16 @@ static const cs_config_row pub_rows[] = {
      .desc = "Try at which a recipient still not found goes to topics.dlq with reason RECIPIENT_NOT_FOUND "
              "(the redrive command sends it back); 1 dead-letters at once."},
     CS_SERVICE_CONFIG_BATCH_ROWS("500", "1s"),
+    {.name = "batch.max_apply_time",
+     .type = CS_CONFIG_DURATION,
+     .def = "60s",
+     .min = 100,
+     .max = MIN(30),
+     .desc =
+         "Longest time one batch keeps starting Office 365 writes; then the writes in flight finish, what "
+         "completed is committed and the rest is consumed again in the next batch, so a slow or throttled "
+         "Office 365 never keeps the consumer from polling. Must be below kafka.max.poll.interval.ms "
+         "(default 300000), with room for one round of writes (http.timeout)."},
     CS_SERVICE_CONFIG_ROWS(9465),
     CS_SERVICE_CONFIG_KAFKA_ROW("group.id defaults to " PUB_CONFIG_DEFAULT_GROUP_ID
                                 "; transactional.id is set from publisher.instance_id."),
@@ -237,6 +247,25 @@ static void pub_finalize(cs_config *c)
                             "retry.not_found.max_delay is shorter than retry.not_found.first_delay: raise it "
                             "(or lower retry.not_found.first_delay)");
     cs_service_config_finalize_kafka(c, PUB_CONFIG_TXN_ID_PREFIX, "publisher.instance_id", "set");
+    if (cs_config_key_ok(c, "batch.max_apply_time")) {
+        /* The poll interval librdkafka enforces: leaving the group mid-batch would throw the batch away. */
+        long long poll_ms = 300000;
+        for (size_t i = 0; i < cs_config_prefix_count(c, "kafka."); i++) {
+            const char *name, *value;
+            int line;
+            cs_config_prefix_at(c, "kafka.", i, &name, &value, &line);
+            if (strcmp(name, "max.poll.interval.ms") == 0)
+                poll_ms = strtoll(value, NULL, 10);
+        }
+        long long apply_ms = cs_config_get_duration_ms(c, "batch.max_apply_time");
+        if (poll_ms > 0 && apply_ms >= poll_ms)
+            cs_config_add_error(
+                c, "batch.max_apply_time",
+                "batch.max_apply_time (%lld ms) must be below kafka.max.poll.interval.ms (%lld "
+                "ms), with room for the writes in flight: lower batch.max_apply_time or raise "
+                "kafka.max.poll.interval.ms",
+                apply_ms, poll_ms);
+    }
     /* Offsets commit inside the publisher's transactions; anything else breaks exactly-once. */
     for (size_t i = 0; i < cs_config_prefix_count(c, "kafka."); i++) {
         const char *name, *value;
@@ -318,6 +347,7 @@ cs_err *pub_config_load(const char *path, pub_config **out)
     cfg->not_found_attempts = (int)cs_config_get_int(raw, "retry.not_found.attempts");
     cfg->batch_max_events = (int)cs_config_get_int(raw, "batch.max_events");
     cfg->batch_max_wait_ms = cs_config_get_duration_ms(raw, "batch.max_wait");
+    cfg->batch_max_apply_time_ms = cs_config_get_duration_ms(raw, "batch.max_apply_time");
     cfg->admin_listen = cs_config_get_string(raw, "admin.listen");
     cs_config_get_listen(raw, "admin.listen", &cfg->admin_host, &cfg->admin_port);
     cfg->log_level = (cs_log_level)cs_config_get_enum_index(raw, "log.level");

@@ -77,6 +77,7 @@ typedef struct pub_config {
     int not_found_attempts;
     int batch_max_events;
     long long batch_max_wait_ms;
+    long long batch_max_apply_time_ms; /* < kafka max.poll.interval.ms (checked at load) */
     const char *admin_listen;
     const char *admin_host;
     int admin_port;

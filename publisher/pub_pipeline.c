@@ -30,6 +30,7 @@
 #define SEND_OFFSETS_TIMEOUT_MS 30000
 #define HDR_ATTEMPT "certsync-attempt"
 #define HDR_NOT_BEFORE "certsync-not-before-ms"
+#define APPLY_CHUNK_DEFAULT 32
 
 /* One record of the batch. */
 typedef struct item {
@@ -43,6 +44,7 @@ typedef struct item {
     pub_decision *dec;
     int write_idx; /* index into the writes array, or -1 */
     int plan_idx;  /* index of its write in the multi-site plan, or -1 */
+    int deferred;  /* at or after its partition's first unstarted write (apply time ran out): next batch */
 } item;
 
 /* A state record produced in the open transaction, applied to memory after the commit. */
@@ -991,12 +993,21 @@ static cs_err *produce_extras(pub_pipeline *p, const pub_apply_outcome *outcomes
     return err;
 }
 
-/* The next offset to consume per (topic, partition) of the batch. Caller frees with
+typedef enum offsets_of {
+    OFFSETS_COMMIT,   /* last offset + 1 of the records not deferred */
+    OFFSETS_FIRST,    /* first offset of every record (a rewind of the whole batch) */
+    OFFSETS_DEFERRED, /* first offset of the deferred records (where the next batch resumes) */
+} offsets_of;
+
+/* Offsets per (topic, partition) of the batch, as `which` says. Caller frees with
  * rd_kafka_topic_partition_list_destroy(). */
-static rd_kafka_topic_partition_list_t *batch_offsets(const pub_pipeline *p, int first)
+static rd_kafka_topic_partition_list_t *batch_offsets(const pub_pipeline *p, offsets_of which)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    int first = which != OFFSETS_COMMIT;
     for (size_t i = 0; i < p->n_items; i++) {
+        if (which != OFFSETS_FIRST && p->items[i].deferred != (which == OFFSETS_DEFERRED))
+            continue;
         const rd_kafka_message_t *m = p->items[i].msg;
         const char *t = rd_kafka_topic_name(m->rkt);
         rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(l, t, m->partition);
@@ -1009,10 +1020,11 @@ static rd_kafka_topic_partition_list_t *batch_offsets(const pub_pipeline *p, int
     return l;
 }
 
-/* Seeks every partition of the batch back to its first record, so the next batch re-processes it. */
-static void rewind_batch(pub_pipeline *p)
+/* Seeks every partition of the batch back to its first record (`which` OFFSETS_FIRST), or to its first
+ * deferred one (OFFSETS_DEFERRED), so the next batch processes them again. */
+static void seek_back(pub_pipeline *p, offsets_of which)
 {
-    rd_kafka_topic_partition_list_t *l = batch_offsets(p, 1);
+    rd_kafka_topic_partition_list_t *l = batch_offsets(p, which);
     /* The rewound records come again: no partition is at its end any more. */
     for (size_t i = 0; i < MAX_PARTS; i++)
         p->owned[i].until = 0;
@@ -1026,6 +1038,11 @@ static void rewind_batch(pub_pipeline *p)
         }
     }
     rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void rewind_batch(pub_pipeline *p)
+{
+    seek_back(p, OFFSETS_FIRST);
 }
 
 /* Stops the pipeline for good on a fatal error; returns a copy-free wrapper the caller owns. */
@@ -1061,11 +1078,12 @@ static cs_err *transact(pub_pipeline *p, const pub_apply_outcome *outcomes)
     rd_kafka_consumer_group_metadata_t *cgmd = NULL;
     err = cs_kafka_producer_begin(p->producer);
     for (size_t i = 0; !err && i < p->n_items; i++)
-        err = produce_item(p, &p->items[i], outcomes);
+        if (!p->items[i].deferred)
+            err = produce_item(p, &p->items[i], outcomes);
     if (!err)
         err = produce_extras(p, outcomes);
     if (!err) {
-        offs = batch_offsets(p, 0);
+        offs = batch_offsets(p, OFFSETS_COMMIT);
         /* Fresh group metadata every transaction: a rebalance changes the generation (KIP-447). */
         cgmd = pub_consumer_group_metadata(p->consumer);
         err = cgmd ? cs_kafka_producer_send_offsets(p->producer, offs, cgmd, SEND_OFFSETS_TIMEOUT_MS)
@@ -1251,6 +1269,71 @@ static cs_err *remap_step(pub_pipeline *p, pub_write *writes, size_t n, pub_appl
     return NULL;
 }
 
+/*
+ * Applies writes[0..n) apply_chunk at a time and starts no further chunk once batch_max_apply_time has passed
+ * since the first (design.md: stop writing well before max.poll.interval.ms). The running chunk finishes: the
+ * applier returns only with nothing in flight. *n_done receives the writes applied (a prefix of `writes`).
+ */
+static cs_err *apply_bounded(pub_pipeline *p, pub_write *writes, size_t n, pub_apply_outcome *outcomes,
+                             size_t *n_done)
+{
+    *n_done = 0;
+    if (p->opts.batch_max_apply_time_ms <= 0 || p->plan) {
+        cs_err *err = p->applier.apply(p->applier.ctx, writes, n, outcomes);
+        if (!err)
+            *n_done = n;
+        return err;
+    }
+    size_t chunk = p->opts.apply_chunk > 0 ? (size_t)p->opts.apply_chunk : APPLY_CHUNK_DEFAULT;
+    int64_t deadline = mono_ms() + p->opts.batch_max_apply_time_ms;
+    size_t done = 0;
+    while (done < n && (done == 0 || mono_ms() < deadline)) {
+        size_t k = n - done < chunk ? n - done : chunk;
+        cs_err *err = p->applier.apply(p->applier.ctx, writes + done, k, outcomes + done);
+        if (err)
+            return err;
+        done += k;
+    }
+    *n_done = done;
+    return NULL;
+}
+
+/*
+ * The apply phase stopped after writes[0..n_done): defers, per partition, every record from the lowest offset
+ * with an unstarted write on (design.md: commit up to the lowest unfinished offset per partition). Writes are in
+ * record order, so within a partition every started write lies before that offset.
+ */
+static void defer_unstarted(pub_pipeline *p, size_t n_done)
+{
+    rd_kafka_topic_partition_list_t *cut = rd_kafka_topic_partition_list_new(8);
+    for (size_t i = 0; i < p->n_items; i++) {
+        const item *it = &p->items[i];
+        if (it->write_idx < 0 || (size_t)it->write_idx < n_done)
+            continue;
+        const char *t = rd_kafka_topic_name(it->msg->rkt);
+        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(cut, t, it->msg->partition);
+        if (!tp)
+            rd_kafka_topic_partition_list_add(cut, t, it->msg->partition)->offset = it->msg->offset;
+        else if (it->msg->offset < tp->offset)
+            tp->offset = it->msg->offset;
+    }
+    size_t deferred = 0;
+    for (size_t i = 0; i < p->n_items; i++) {
+        item *it = &p->items[i];
+        const rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(cut, rd_kafka_topic_name(it->msg->rkt), it->msg->partition);
+        if (tp && it->msg->offset >= tp->offset) {
+            it->deferred = 1;
+            deferred++;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(cut);
+    cs_log_warn(FAC,
+                "batch.max_apply_time (%" PRId64 " ms) ran out after %zu writes: committing %zu records, the "
+                "other %zu are consumed again in the next batch",
+                p->opts.batch_max_apply_time_ms, n_done, p->n_items - deferred, deferred);
+}
+
 cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
 {
     cs_err *err = NULL;
@@ -1323,15 +1406,19 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
         rewind_batch(p);
         goto cleanup;
     }
+    size_t n_done = 0;
     if (n_writes > 0) {
-        err = p->applier.apply(p->applier.ctx, writes, n_writes, outcomes);
+        err = apply_bounded(p, writes, n_writes, outcomes, &n_done);
         if (err) {
             err = cs_err_wrap(err, "applying %zu writes (the batch will be re-delivered)", n_writes);
             rewind_batch(p);
             goto cleanup;
         }
     }
-    err = remap_step(p, writes, n_writes, outcomes);
+    if (n_done < n_writes)
+        defer_unstarted(p, n_done);
+    /* Only the writes made: the extras go after them (a deferred record's slot is not read again). */
+    err = remap_step(p, writes, n_done, outcomes);
     if (err) {
         rewind_batch(p);
         goto cleanup;
@@ -1385,10 +1472,17 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
     p->stats.dead_lettered += p->batch_stats.dead_lettered;
     p->stats.parked += p->batch_stats.parked;
     p->stats.commits++;
+    size_t committed = 0;
+    for (size_t i = 0; i < p->n_items; i++)
+        committed += !p->items[i].deferred;
+    if (committed < p->n_items) {
+        p->stats.apply_time_cuts++;
+        seek_back(p, OFFSETS_DEFERRED);
+    }
     /* Policy refusals: logged and counted once the batch is committed (a rewound batch is decided again). */
     for (size_t i = 0; i < p->n_items; i++) {
         const item *it = &p->items[i];
-        for (size_t r = 0; it->dec && r < pub_decision_refusal_count(it->dec); r++) {
+        for (size_t r = 0; it->dec && !it->deferred && r < pub_decision_refusal_count(it->dec); r++) {
             cs_policy_rules rules = pub_decision_refusal_rules(it->dec, r);
             cs_log_kv(CS_LOG_WARN, "policy", pub_decision_refusal_message(it->dec, r), "key", it->key, NULL);
             for (unsigned k = 0; k < CS_POLICY_RULE_COUNT; k++)
@@ -1397,7 +1491,7 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
         }
     }
     if (n_records)
-        *n_records = p->n_items;
+        *n_records = committed;
 cleanup:
     free(writes);
     free(outcomes);

@@ -18,7 +18,9 @@
  *     5. ONE transaction: a PublishResult per record, the applied-state records (obj/<key>, rcpt/<id>), dead
  *        letters, parked retry records, and the consumer offsets (last offset + 1 per partition, with FRESH
  *        group metadata). Every record of the batch is finished by then (applied, skipped, dead-lettered or
- *        parked), so the lowest unfinished offset of a partition is the end of its batch. Commit.
+ *        parked), so the lowest unfinished offset of a partition is the end of its batch. Commit. When
+ *        batch_max_apply_time ran out in step 4, the records from each partition's first unstarted write on are
+ *        left out (offsets committed up to it) and the partition is sought back there after the commit.
  *     6. only after the commit: the in-memory applied state and the counters are updated.
  *   errors: a retriable or timed-out commit is resumed until it completes or opts.stop_flag is set (then the
  *   pipeline stops, see cs_kafka_producer_commit_resume); one that requires an abort aborts and seeks every
@@ -67,7 +69,16 @@ typedef struct pub_pipeline_opts {
     int batch_max_events;      /* > 0 */
     int64_t batch_max_wait_ms; /* > 0 */
     int read_ahead_max_events; /* cap of a batch extended by read-ahead; 0: 10 x batch_max_events */
-    int restore_timeout_ms;    /* bound of one state restore; 0: 60000 */
+    /* Bound of one batch's apply phase (batch.max_apply_time), so a slow Office 365 cannot keep the consumer
+     * from polling past max.poll.interval.ms: the writes are handed to the applier apply_chunk at a time, and
+     * once this much time has passed since the first chunk no further chunk is started (the running one
+     * finishes). The records from the lowest unstarted write of each partition on are left out of the
+     * transaction and the partition is sought back to it, so the next batch consumes them again. Not applied
+     * when a multi-site plan was made before applying (sources.priority): its extra writes belong to the
+     * whole batch. 0: unbounded. */
+    int64_t batch_max_apply_time_ms;
+    int apply_chunk;        /* writes per applier call when bounded; 0: 32 */
+    int restore_timeout_ms; /* bound of one state restore; 0: 60000 */
     /* The certificate policy applied before pruning (pub_decide_with_policy); NULL: every value is written.
      * Must outlive the pipeline. Each refusal is logged (warn, facility "policy") once per committed batch. */
     const cs_policy *policy;
@@ -114,6 +125,7 @@ typedef struct pub_pipeline_stats {
     uint64_t commits;           /* committed transactions */
     uint64_t aborts;            /* aborted transactions (batch re-processed) */
     uint64_t commit_retries;    /* commit attempts resumed because Kafka did not answer */
+    uint64_t apply_time_cuts;   /* batches committed in part because batch_max_apply_time ran out */
     uint64_t restored_records;  /* state records loaded on assignments */
     uint64_t assignments;       /* assign callbacks */
     uint64_t policy_refusals[CS_POLICY_RULE_COUNT]; /* refused values by failed rule (a value counts once per

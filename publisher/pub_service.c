@@ -799,6 +799,10 @@ int pub_service_run(const pub_config *cfg, const pub_service_opts *opts)
         .instance_id = cfg->instance_id,
         .batch_max_events = cfg->batch_max_events,
         .batch_max_wait_ms = cfg->batch_max_wait_ms,
+        .batch_max_apply_time_ms = cfg->batch_max_apply_time_ms,
+        /* A few rounds of the applier's concurrency per call: one round alone idles the connections at each
+         * call's tail (the throttling storm then never fills a budget window); the overrun stays a few. */
+        .apply_chunk = 4 * cfg->http_max_inflight,
         .policy = cfg->policy,
         .stop_flag = &stop_requested,
         .on_commit_pending = probe_on_commit_pending,

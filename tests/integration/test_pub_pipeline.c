@@ -49,6 +49,8 @@ typedef struct recorder {
     int retry_once_key_index; /* -1: none */
     int retried;
     int quiesced;
+    int delay_ms; /* each apply() call takes this long: a slow Office 365 */
+    size_t calls;
 } recorder;
 
 typedef struct applier_view {
@@ -60,7 +62,12 @@ static cs_err *rec_apply(void *ctx, const pub_write *w, size_t n, pub_apply_outc
 {
     applier_view *v = ctx;
     recorder *r = v->r;
+    if (r->delay_ms > 0) {
+        struct timespec ts = {.tv_sec = r->delay_ms / 1000, .tv_nsec = (long)(r->delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     pthread_mutex_lock(&r->mu);
+    r->calls++;
     for (size_t i = 0; i < n; i++) {
         if (r->retry_once_key_index >= 0 && !r->retried) {
             char want[32];
@@ -189,6 +196,10 @@ static int fault_cb(void *ctx)
     return 0;
 }
 
+/* batch_max_apply_time_ms and apply_chunk of the next new_pipeline() (0: unbounded). */
+static int64_t g_apply_time_ms;
+static int g_apply_chunk;
+
 static pub_pipeline *new_pipeline(env *e, const char *txn_id, applier_view *view, fault *f)
 {
     char errstr[256];
@@ -207,6 +218,8 @@ static pub_pipeline *new_pipeline(env *e, const char *txn_id, applier_view *view
                            .batch_max_events = 100,
                            .batch_max_wait_ms = 300,
                            .restore_timeout_ms = 30000,
+                           .batch_max_apply_time_ms = g_apply_time_ms,
+                           .apply_chunk = g_apply_chunk,
                            .fault_before_commit = f ? fault_cb : NULL,
                            .fault_ctx = f};
     pub_applier a = {.apply = rec_apply, .quiesce = rec_quiesce, .ctx = view};
@@ -532,6 +545,60 @@ static void abort_reprocesses_identically(void **state)
     pts_topics_free(&e);
 }
 
+/*
+ * Issue 5: a slow applier (250 ms per call of 2 writes) and batch_max_apply_time 300 ms: each batch applies two
+ * calls, commits those records and seeks each partition back to its first unstarted write. Every event gets
+ * exactly one result, every object is written once, with its newest version (coalesced in the first batch).
+ */
+static void apply_time_cut_commits_prefix(void **state)
+{
+    (void)state;
+    env e;
+    env_new(&e, 2);
+    recorder *r = recorder_new();
+    r->delay_ms = 250;
+    applier_view v = {r, 1};
+    char *txn = kt_unique_name("pub-txn");
+    for (int k = 0; k < 16; k++) {
+        char c[32];
+        snprintf(c, sizeof(c), "cert-%d-v1", k);
+        produce_event(&e, k, 1, c, 0);
+    }
+    produce_event(&e, 15, 2, "cert-15-v2", 0); /* supersedes version 1 in the same batch */
+    flush(&e);
+    g_apply_time_ms = 300;
+    g_apply_chunk = 2;
+    pub_pipeline *p = new_pipeline(&e, txn, &v, NULL);
+    g_apply_time_ms = 0;
+    g_apply_chunk = 0;
+    run_until(p, 17);
+    pub_pipeline_stats s;
+    pub_pipeline_get_stats(p, &s);
+    assert_int_equal(s.aborts, 0);
+    assert_int_equal(s.applied, 16);
+    assert_true(s.apply_time_cuts >= 3); /* 16 writes, at most 4 per batch */
+    assert_true(s.commits >= 4);
+    assert_int_equal(r->n, 16);
+    for (int k = 0; k < 16; k++) {
+        char key[32];
+        snprintf(key, sizeof(key), "src/obj%d", k);
+        assert_int_equal(writes_of(r, key), 1);
+    }
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->log[i].key, "src/obj15") == 0)
+            assert_string_equal(r->log[i].content, "cert-15-v2");
+    int64_t end[2];
+    high_watermarks(&e, end);
+    results *rs = read_results(&e);
+    assert_int_equal(rs->n, 17);
+    assert_one_result_per_event(rs, &e, end);
+    free(rs);
+    pub_pipeline_destroy(p);
+    recorder_free(r);
+    free(txn);
+    pts_topics_free(&e);
+}
+
 /* A new instance restores the applied state on assignment and does not re-write what was committed. */
 static void restart_restores_state(void **state)
 {
@@ -821,6 +888,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(exactly_once_gate_coalesce_dead_letter),
         cmocka_unit_test(abort_reprocesses_identically),
+        cmocka_unit_test(apply_time_cut_commits_prefix),
         cmocka_unit_test(restart_restores_state),
         cmocka_unit_test(same_transactional_id_fences),
         cmocka_unit_test(retry_later_parks_and_returns),

@@ -44,12 +44,17 @@
 #define N_CERTS 6
 #define WAIT_MS 90000
 #define PUB_EXIT_COMMIT_PENDING 4 /* pub_service.h */
+#define CS_XSTR(x) #x
+#define CS_STR(x) CS_XSTR(x)
 
 static pts_emu_env emu_env;     /* the emulator fixture's env file */
 static const char *g_auth_yaml; /* NULL: auth: secret with the emulator's secret file */
 /* The mechanics tests move certificates between users (user0 gets user3's): the address rule is off for them;
  * the policy and secrets tests run with the default policy (""). */
 static const char *g_policy_yaml = "policy.check_address: false\n";
+/* Extra keys of the batch mapping and of the kafka mapping (apply_time_bounded_batches). */
+static const char *g_batch_extra = "";
+static const char *g_kafka_extra = "";
 static char work[256];
 static unsigned char *cert[N_CERTS], *smime[N_CERTS];
 static size_t cert_len[N_CERTS], smime_len[N_CERTS];
@@ -58,11 +63,7 @@ static size_t cert_len[N_CERTS], smime_len[N_CERTS];
 
 static void sha256_hex(const unsigned char *d, size_t n, char out[65])
 {
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_Digest(d, n, md, &mdlen, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    pts_sha256_hex(d, n, out);
 }
 
 static long emu(const char *method, const char *path, const char *json)
@@ -158,16 +159,10 @@ static void upn_of(int user, char *out, size_t cap)
 static void seed_recipient(int user, int write_scope)
 {
     unsigned char g[16];
-    char id[40], upn[320], json[1024];
+    char upn[320];
     guid_of(user, g);
-    pts_b64(g, 16, id);
     upn_of(user, upn, sizeof upn);
-    snprintf(json, sizeof json,
-             "{\"UserPrincipalName\":\"%s\",\"PrimarySmtpAddress\":\"%s\",\"RecipientTypeDetails\":"
-             "\"UserMailbox\",\"ExternalDirectoryObjectId\":\"00000000-0000-4000-8000-%012d\","
-             "\"onPremisesImmutableId\":\"%s\",\"IsDirSynced\":%s,\"IsExchangeCloudManaged\":false}",
-             upn, upn, user, id, write_scope ? "true" : "false");
-    assert_int_equal(emu("POST", "/state/recipients", json), 200);
+    pts_emu_seed_mailbox(emu_env.admin, upn, g, 8000, user, write_scope, 0);
 }
 
 static void world_new(world *w, int parts)
@@ -178,12 +173,7 @@ static void world_new(world *w, int parts)
 
 static void produce_raw(world *w, int32_t part, const char *key, const void *val, size_t len)
 {
-    rd_kafka_resp_err_t e =
-        rd_kafka_producev(w->prod, RD_KAFKA_V_TOPIC(w->events), RD_KAFKA_V_PARTITION(part),
-                          RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)(uintptr_t)val, len),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
-    assert_int_equal(rd_kafka_flush(w->prod, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    pts_produce(w->prod, w->events, part, key, val, len);
 }
 
 /* Produces a change event of `user` at `version` carrying certificate `c` in both attributes (userCertificate
@@ -207,31 +197,17 @@ static void produce_event(world *w, int32_t part, int user, uint32_t version, in
 /* Writes the publisher's config for this world; returns the path (static per port). */
 static void write_config(const world *w, int port, char *path, size_t cap)
 {
-    char auth[1400];
-    if (g_auth_yaml)
-        snprintf(auth, sizeof auth, "%s", g_auth_yaml);
-    else
-        snprintf(auth, sizeof auth, "  auth: secret\n  client_secret_file: %s\n", emu_env.secret_file);
     snprintf(path, cap, "%s/pub-%d.yaml", work, port);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
+    pts_publisher_yaml_head(f, w, w->instance, &emu_env, g_auth_yaml);
     fprintf(f,
-            "publisher.instance_id: %s\n"
-            "topics: {events: %s, state: %s, results: %s, dlq: %s, retry: %s}\n"
-            "o365:\n"
-            "  tenant_id: %s\n  tenant_domain: %s\n  client_id: %s\n"
-            "  authority_url: %s\n  graph_url: %s\n  exchange_url: %s\n"
-            "  exchange_resource: https://outlook.office365.com\n"
-            "  graph_resource: https://graph.microsoft.com\n"
-            "%s  ca_file: %s\n"
             "resolve.order: [immutable_id, upn]\n"
-            "batch: {max_events: 100, max_wait: 300ms}\n"
+            "batch: {max_events: 100, max_wait: 300ms%s}\n"
             "admin.listen: 127.0.0.1:%d\n"
             "%s"
-            "kafka:\n  bootstrap.servers: %s\n  group.id: %s\n  session.timeout.ms: 6000\n",
-            w->instance, w->events, w->state, w->results, w->dlq, w->retry, emu_env.tenant, emu_env.domain,
-            emu_env.client, emu_env.url, emu_env.url, emu_env.url, auth, emu_env.ca, port, g_policy_yaml,
-            kt_bootstrap(), w->group);
+            "kafka:\n  bootstrap.servers: %s\n  group.id: %s\n  session.timeout.ms: 6000\n%s",
+            g_batch_extra, port, g_policy_yaml, kt_bootstrap(), w->group, g_kafka_extra);
     fclose(f);
 }
 
@@ -239,56 +215,23 @@ static void write_config(const world *w, int port, char *path, size_t cap)
  * <work>/<port>.log. */
 static pid_t spawn(const char *config, int once, const char *fault, int port)
 {
-    char log[300];
-    snprintf(log, sizeof log, "%s/pub-%d.log", work, port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        if (fault)
-            setenv("CERTSYNC_PUB_FAULT", fault, 1);
-        else
-            unsetenv("CERTSYNC_PUB_FAULT");
-        const char *bin = getenv("CERTSYNC_PUBLISHER");
-        if (once)
-            execl(bin, bin, "--config", config, "--once", (char *)NULL);
-        else
-            execl(bin, bin, "--config", config, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    return pts_pub_spawn(work, port, config, once, fault);
 }
 
 static void dump_log(int port)
 {
-    char log[300];
-    snprintf(log, sizeof log, "%s/pub-%d.log", work, port);
-    pts_dump_tail("publisher log", log);
+    pts_pub_dump_log(work, port);
 }
 
 /* Waits (bounded) for `pid` to exit; returns the raw wait status; fails the test on timeout. */
 static int wait_exit(pid_t pid, int port, long long timeout_ms)
 {
-    int st = 0;
-    if (!pts_wait_pid(pid, timeout_ms, &st)) {
-        dump_log(port);
-        fail_msg("publisher pid %d did not exit within %lld ms", (int)pid, timeout_ms);
-    }
-    return st;
+    return pts_pub_wait_exit(work, port, pid, timeout_ms);
 }
 
 static void expect_exit_code(int st, int code, int port)
 {
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != code) {
-        dump_log(port);
-        fail_msg("publisher: wanted exit %d, got %s %d", code, WIFEXITED(st) ? "exit" : "signal",
-                 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-    }
+    pts_pub_expect_exit(work, port, st, code);
 }
 
 /* Runs the binary with --once and expects exit 0; returns the port its log is named after. */
@@ -311,9 +254,7 @@ static int run_once(const world *w, const char *fault, int expect_sigkill)
 
 static long admin_get(int port, const char *path, char **out)
 {
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    return pts_http("GET", url, NULL, out);
+    return pts_pub_admin_get(port, path, out);
 }
 
 static void wait_ready(int port, pid_t pid)
@@ -337,10 +278,7 @@ static void wait_ready(int port, pid_t pid)
 
 static long long last_seq(void)
 {
-    json_t *j = pts_emu_json(emu_env.admin, "/journal?kind=request&since=999999999");
-    long long s = json_integer_value(json_object_get(j, "last_seq"));
-    json_decref(j);
-    return s;
+    return pts_emu_last_seq(emu_env.admin);
 }
 
 /* Change entries of `attr` for recipient `user` after `since`: count of those that changed something and of
@@ -434,19 +372,7 @@ static void expect_state(int user, int c)
 /* Set-* requests since `since` (any recipient). */
 static int set_requests(long long since)
 {
-    char path[128];
-    snprintf(path, sizeof path, "/journal?kind=request&since=%lld", since);
-    json_t *j = pts_emu_json(emu_env.admin, path);
-    json_t *e;
-    size_t i;
-    int n = 0;
-    json_array_foreach(json_object_get(j, "entries"), i, e)
-    {
-        const char *c = json_string_value(json_object_get(e, "cmdlet"));
-        n += c && strncmp(c, "Set-", 4) == 0;
-    }
-    json_decref(j);
-    return n;
+    return pts_emu_requests(emu_env.admin, since, "Set-");
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -547,40 +473,13 @@ static void service_probes_sigterm(void **state)
 /* Reads every record of the (single-partition) dead-letter topic (read_committed). */
 static int read_dead_letters(const world *w, Certsync__V1__DeadLetterReason *reasons, int cap)
 {
-    char errstr[256];
-    rd_kafka_conf_t *conf = kt_conf();
-    char *group = kt_unique_name("svc-dlq-reader");
-    rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof errstr);
-    rd_kafka_conf_set(conf, "isolation.level", "read_committed", errstr, sizeof errstr);
-    rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof errstr);
-    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    assert_non_null(c);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, w->dlq, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    assert_int_equal(rd_kafka_assign(c, l), 0);
-    rd_kafka_topic_partition_list_destroy(l);
-    int n = 0;
-    long long end = pts_mono_ms() + 30000;
-    while (pts_mono_ms() < end) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
-        if (!m)
-            continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            rd_kafka_message_destroy(m);
-            break;
-        }
-        assert_int_equal(m->err, 0);
-        Certsync__V1__DeadLetter *d = certsync__v1__dead_letter__unpack(NULL, m->len, m->payload);
-        assert_non_null(d);
-        if (n < cap)
-            reasons[n] = d->reason;
-        n++;
-        certsync__v1__dead_letter__free_unpacked(d, NULL);
-        rd_kafka_message_destroy(m);
+    Certsync__V1__DeadLetter *dl[16];
+    int keep = cap < 16 ? cap : 16;
+    int n = pts_read_dead_letters(w->dlq, "svc-dlq-reader", dl, keep);
+    for (int i = 0; i < n && i < keep; i++) {
+        reasons[i] = dl[i]->reason;
+        certsync__v1__dead_letter__free_unpacked(dl[i], NULL);
     }
-    rd_kafka_consumer_close(c);
-    rd_kafka_destroy(c);
-    free(group);
     return n;
 }
 
@@ -734,31 +633,7 @@ static void fencing_older_instance(void **state)
 static unsigned char *policy_cert(EVP_PKEY *key, const char *email, long serial, time_t nb, time_t na,
                                   size_t *len)
 {
-    X509 *x = X509_new();
-    assert_non_null(x);
-    assert_true(X509_set_version(x, 2));
-    ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
-    X509_NAME *nm = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_UTF8, (const unsigned char *)email, -1, -1, 0);
-    assert_true(X509_set_issuer_name(x, nm));
-    assert_non_null(ASN1_TIME_set(X509_getm_notBefore(x), nb));
-    assert_non_null(ASN1_TIME_set(X509_getm_notAfter(x), na));
-    assert_true(X509_set_pubkey(x, key));
-    char san[400];
-    snprintf(san, sizeof san, "email:%s", email);
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, san);
-    assert_non_null(ext);
-    assert_true(X509_add_ext(x, ext, -1));
-    X509_EXTENSION_free(ext);
-    assert_true(X509_sign(x, key, EVP_sha256()) > 0);
-    unsigned char *der = NULL;
-    int n = i2d_X509(x, &der);
-    assert_true(n > 0);
-    X509_free(x);
-    *len = (size_t)n;
-    return der;
+    return pts_smime_cert(key, email, serial, nb, na, len);
 }
 
 /* Produces an upsert of `user` with the given userCertificate values (userSMIMECertificate empty). */
@@ -814,18 +689,8 @@ static void produce_values(world *w, int user, uint32_t version, unsigned char *
  * certsync__v1__publish_result__free_unpacked()), or NULL. */
 static Certsync__V1__PublishResult *read_result(const world *w, const char *key)
 {
-    char errstr[256];
-    rd_kafka_conf_t *conf = kt_conf();
     char *group = kt_unique_name("svc-results-reader");
-    rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof errstr);
-    rd_kafka_conf_set(conf, "isolation.level", "read_committed", errstr, sizeof errstr);
-    rd_kafka_conf_set(conf, "enable.partition.eof", "true", errstr, sizeof errstr);
-    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    assert_non_null(c);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, w->results, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    assert_int_equal(rd_kafka_assign(c, l), 0);
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_t *c = pts_partition_reader(w->results, group);
     Certsync__V1__PublishResult *last = NULL;
     long long end = pts_mono_ms() + 30000;
     while (pts_mono_ms() < end) {
@@ -1721,6 +1586,86 @@ static void not_found_retried_then_dead_lettered(void **state)
     pts_topics_free(&w);
 }
 
+/* certsync_publisher_applied_total from /metrics (-1 when absent). */
+static double applied_now(int port)
+{
+    char *text = NULL;
+    assert_int_equal(admin_get(port, "/metrics", &text), 200);
+    double v = metric_value(text, "certsync_publisher_applied_total");
+    free(text);
+    return v;
+}
+
+/*
+ * Issue 5: a slow Office 365 (every Set-* delayed) and more writes than one batch.max_apply_time allows. Each
+ * batch commits what it wrote and leaves the rest for the next one, so the consumer keeps polling within
+ * kafka.max.poll.interval.ms (7 s here: applying the whole batch at once would take about 9 s); in the end
+ * every recipient is written exactly once.
+ */
+#define SLOW_N 18
+#define SLOW_DELAY_MS 500
+static void apply_time_bounded_batches(void **state)
+{
+    (void)state;
+    world w;
+    world_new(&w, 1);
+    for (int u = 0; u < SLOW_N; u++)
+        seed_recipient(u, 0);
+    assert_int_equal(emu("POST", "/faults",
+                         "{\"endpoint\":\"exchange\",\"cmdlet\":\"Set-Mailbox\",\"action\":\"delay\","
+                         "\"delay_ms\":" CS_STR(SLOW_DELAY_MS) "}"),
+                     200);
+    long long s0 = last_seq();
+    for (int u = 0; u < SLOW_N; u++)
+        produce_event(&w, 0, u, 1, u % N_CERTS);
+    /* One request at a time: 4 writes per applier call, ~2 s; the deadline (1 s) passes during the first. */
+    g_policy_yaml = "policy.check_address: false\nhttp.max_inflight: 1\n";
+    g_batch_extra = ", max_apply_time: 1s";
+    g_kafka_extra = "  max.poll.interval.ms: 7000\n";
+    char cfg[400];
+    int port = pts_free_port();
+    write_config(&w, port, cfg, sizeof cfg);
+    g_policy_yaml = "policy.check_address: false\n";
+    g_batch_extra = g_kafka_extra = "";
+    pid_t pid = spawn(cfg, 0, NULL, port);
+    wait_ready(port, pid);
+
+    /* The first batch is cut and committed in part: some, not all, events applied. */
+    await_event(port, pid, "ran out after", 1, NULL);
+    long long end = pts_mono_ms() + WAIT_MS;
+    double first;
+    while ((first = applied_now(port)) < 1) {
+        if (pts_mono_ms() > end) {
+            dump_log(port);
+            fail_msg("nothing committed after the first apply deadline");
+        }
+        pts_nap_ms(20);
+    }
+    if (first >= SLOW_N) {
+        dump_log(port);
+        fail_msg("%.0f of %d applied in the first commit: the batch was not cut", first, SLOW_N);
+    }
+    await_applied(port, SLOW_N);
+    /* Never past the poll interval: librdkafka would have left the group. */
+    if (log_count(port, "maximum poll interval") != 0 || log_count(port, "leaving group") != 0) {
+        dump_log(port);
+        fail_msg("max.poll.interval.ms exceeded");
+    }
+    assert_true(log_count(port, "ran out after") >= 2);
+    for (int u = 0; u < SLOW_N; u++) {
+        expect_written_once(s0, u, u % N_CERTS);
+        expect_state(u, u % N_CERTS);
+    }
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    expect_exit_code(wait_exit(pid, port, 30000), 0, port);
+    assert_int_equal(emu("DELETE", "/faults", NULL), 200);
+    /* Restarted, it re-reads nothing committed. */
+    long long s1 = last_seq();
+    run_once(&w, NULL, 0);
+    assert_int_equal(set_requests(s1), 0);
+    pts_topics_free(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1733,6 +1678,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(secrets_never_printed),
         cmocka_unit_test(readiness_gauge_by_reason),
         cmocka_unit_test(not_found_retried_then_dead_lettered),
+        cmocka_unit_test(apply_time_bounded_batches),
         cmocka_unit_test_teardown(kafka_pause_mid_commit, private_kafka_stop),
     };
     if (argc > 1)

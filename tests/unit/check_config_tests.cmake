@@ -53,6 +53,9 @@ cs_check_config_test(check_config_publisher_bad_priority ${P} ${D}/publisher-bad
   "err\\| [^\n]*publisher-bad-priority.yaml: sources.priority\\[1\\] 'site/b' is not a source id: write the collector's source.id \\(no '/'\\)")
 cs_check_config_test(check_config_publisher_bad_not_found ${P} ${D}/publisher-bad-not-found.yaml 2
   "err\\| [^\n]*publisher-bad-not-found.yaml:[0-9]+: retry.not_found.max_delay is shorter than retry.not_found.first_delay")
+# batch.max_apply_time must stay below the consumer's poll interval (issue 5): both keys and the fix named.
+cs_check_config_test(check_config_publisher_bad_apply_time ${P} ${D}/publisher-bad-apply-time.yaml 2
+  "err\\| [^\n]*publisher-bad-apply-time.yaml:[0-9]+: batch.max_apply_time \\(120000 ms\\) must be below kafka.max.poll.interval.ms \\(120000 ms\\)[^\n]*lower batch.max_apply_time or raise kafka.max.poll.interval.ms")
 
 # The shipped examples must pass, with their /run/secrets paths pointed at the fake test secrets.
 foreach(svc collector publisher)

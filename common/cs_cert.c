@@ -388,9 +388,30 @@ static bool oid_is(const der_elem *oid, const unsigned char *want, size_t n)
 }
 
 static const unsigned char OID_RSA[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01};
+/* 2.5.8.1.1 (X.509 rsa): OpenSSL's RSA2 alias, read as an RSA key. */
+static const unsigned char OID_RSA_X500[] = {0x55, 0x08, 0x01, 0x01};
 static const unsigned char OID_RSA_PSS[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a};
 static const unsigned char OID_EC[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
 static const unsigned char OID_DSA[] = {0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x01};
+/* OIDs OpenSSL also reads as a DSA key (its DSA1..DSA4 aliases: old OIW and dsa-with-sha1 OIDs that some
+ * encoders put in subjectPublicKeyInfo): a key OpenSSL calls DSA must not be "other" here. */
+static const unsigned char OID_DSA_ALIASES[][7] = {
+    {0x2b, 0x0e, 0x03, 0x02, 0x0c},             /* 1.3.14.3.2.12 dsa (OIW) */
+    {0x2b, 0x0e, 0x03, 0x02, 0x0d},             /* 1.3.14.3.2.13 dsaWithSHA (OIW) */
+    {0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x03}, /* 1.2.840.10040.4.3 dsa-with-sha1 */
+    {0x2b, 0x0e, 0x03, 0x02, 0x1b},             /* 1.3.14.3.2.27 dsaWithSHA1 (OIW) */
+};
+static const size_t OID_DSA_ALIAS_LEN[] = {5, 5, 7, 5};
+
+static bool oid_is_dsa(const der_elem *oid)
+{
+    if (oid_is(oid, OID_DSA, sizeof OID_DSA))
+        return true;
+    for (size_t i = 0; i < sizeof OID_DSA_ALIAS_LEN / sizeof OID_DSA_ALIAS_LEN[0]; i++)
+        if (oid_is(oid, OID_DSA_ALIASES[i], OID_DSA_ALIAS_LEN[i]))
+            return true;
+    return false;
+}
 static const unsigned char OID_ED25519[] = {0x2b, 0x65, 0x70};
 static const unsigned char OID_ED448[] = {0x2b, 0x65, 0x71};
 static const unsigned char OID_SIGNED_DATA[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02};
@@ -435,7 +456,8 @@ static void spki_summarise(const der_elem *algoid, const unsigned char *params,
                            const unsigned char *params_end, const der_elem *bits, cs_cert_info *ci)
 {
     der_walk w = {.base = algoid->start, .ber = false, .err = ""};
-    if (oid_is(algoid, OID_RSA, sizeof OID_RSA) || oid_is(algoid, OID_RSA_PSS, sizeof OID_RSA_PSS)) {
+    if (oid_is(algoid, OID_RSA, sizeof OID_RSA) || oid_is(algoid, OID_RSA_PSS, sizeof OID_RSA_PSS) ||
+        oid_is(algoid, OID_RSA_X500, sizeof OID_RSA_X500)) {
         ci->key_alg = CS_CERT_KEY_RSA;
         /* RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER } inside the BIT STRING. */
         der_elem seq, n;
@@ -476,7 +498,7 @@ static void spki_summarise(const der_elem *algoid, const unsigned char *params,
         }
         if (!ci->ec_curve)
             ci->ec_curve = "unknown"; /* explicit parameters or an unknown curve */
-    } else if (oid_is(algoid, OID_DSA, sizeof OID_DSA)) {
+    } else if (oid_is_dsa(algoid)) {
         ci->key_alg = CS_CERT_KEY_DSA;
         /* Dss-Parms ::= SEQUENCE { p, q, g }; absent when inherited from the issuer (bits stay 0). */
         der_elem seq, pe;

@@ -23,7 +23,7 @@ for t in "${TARGETS[@]}"; do
     *) seeds=("$ROOT/tests/fuzz/corpus/${t#fuzz_}") ;;
   esac
   echo "== $t: ${SECONDS_EACH} s"
-  bash "$ROOT/tests/fuzz/fuzz-run.sh" "$BUILD/tests/fuzz/$t" "$SECONDS_EACH" "$BUILD/tests/fuzz/fuzz-work/$t" \
+  CS_FUZZ_SEED=${CS_FUZZ_SEED:-0} bash "$ROOT/tests/fuzz/fuzz-run.sh" "$BUILD/tests/fuzz/$t" "$SECONDS_EACH" "$BUILD/tests/fuzz/fuzz-work/$t" \
     "${seeds[@]}"
 done
 echo "fuzz-long: every target ran ${SECONDS_EACH} s without a crash"

@@ -8,9 +8,13 @@ set -euo pipefail
 bin=$1 seconds=$2 work=$3
 shift 3
 mkdir -p "$work/corpus"
+# -seed: CS_FUZZ_SEED, default 1, so the CI gate replays the same input sequence every run (a red CI is
+# then reproducible, not a lottery); fuzz-long.sh passes 0, libFuzzer's "random", to explore.
+seed=${CS_FUZZ_SEED:-1}
+echo "fuzz-run: $(basename "$bin") for $seconds s, -seed=$seed"
 # -timeout: one input taking longer is a hang worth a report; -rss_limit_mb bounds a runaway allocation.
 status=0
-"$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+"$bin" -seed="$seed" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
   -artifact_prefix="$work/" "$work/corpus" "$@" 2>"$work/fuzz.log" || status=$?
 tail -n 20 "$work/fuzz.log"
 if [ "$status" -ne 0 ]; then

@@ -113,34 +113,5 @@ it_ok "$KILLS kills at seeded random moments (seed $SEED), then --once caught up
 
 # --- 3. invariants ----------------------------------------------------------------------------------
 check_invariants "$TP.events"
-cat >"$W/probe.yaml" <<EOF
-source: {id: $tag}
-ldap: {url: "$SLAPD_URL", bind_dn: "$SLAPD_BIND_DN", password_file: "$SLAPD_PASSWORD_FILE", base_dns: ["$OU"], filter: "(objectClass=inetOrgPerson)", allow_plaintext_bind: true}
-kafka: {bootstrap.servers: "127.0.0.1:1"}
-EOF
-"$COL_PROBE" "$W/probe.yaml" snapshot >"$W/dir.json" 2>"$W/dir.err" || it_fail "col_probe snapshot"
-python3 - "$W/inv.json" "$W/dir.json" <<'PY' || it_fail "the latest state in Kafka differs from the directory"
-import json, sys
-evs = [j for j in map(json.loads, open(sys.argv[1])) if j["type"] == "event"]
-evs.sort(key=lambda e: (e["partition"], e["offset"]))
-latest = {}
-for e in evs:
-    latest[e["id"]] = e
-d = {j["id"]: j for j in map(json.loads, open(sys.argv[2])) if j["type"] == "upsert"}
-bad = 0
-for i, j in d.items():
-    e = latest.get(i)
-    if e is None or e["kind"] != "upsert":
-        print("missing or removed in Kafka:", j["dn"]); bad += 1; continue
-    for k in ("user_certificate", "user_smime_certificate"):
-        if sorted(e[k]) != sorted(j[k]):
-            print(j["dn"], k, "kafka", e[k], "directory", j[k]); bad += 1
-    if e.get("mail") != j.get("mail"):
-        print(j["dn"], "mail kafka", e.get("mail"), "directory", j.get("mail")); bad += 1
-for i, e in latest.items():
-    if e["kind"] == "upsert" and i not in d:
-        print("in Kafka but not in the directory:", e.get("dn")); bad += 1
-print(f"compared {len(d)} objects, {len(evs)} events")
-sys.exit(1 if bad else 0)
-PY
+check_latest_equals_directory "$OU"
 it_ok "latest state of every object equals the directory"

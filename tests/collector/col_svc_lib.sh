@@ -151,6 +151,44 @@ sys.exit(0 if s["repeated_versions"] == 0 and s["not_newer"] == 0 and s["records
 PY
 }
 
+# check_latest_equals_directory OU [COUNT]: after check_invariants (it reads $W/inv.json), the latest event of
+# every object equals a fresh snapshot of OU (both certificate attributes and mail), nothing in Kafka is
+# missing from the directory, and, with COUNT, the directory holds exactly COUNT objects.
+check_latest_equals_directory() {
+  cat >"$W/probe.yaml" <<EOF
+source: {id: ${tag:?}}
+ldap: {url: "$SLAPD_URL", bind_dn: "$SLAPD_BIND_DN", password_file: "$SLAPD_PASSWORD_FILE", base_dns: ["$1"], filter: "(objectClass=inetOrgPerson)", allow_plaintext_bind: true}
+kafka: {bootstrap.servers: "127.0.0.1:1"}
+EOF
+  "$COL_PROBE" "$W/probe.yaml" snapshot >"$W/dir.json" 2>"$W/dir.err" || it_fail "col_probe snapshot"
+  python3 - "$W/inv.json" "$W/dir.json" "${2:-}" <<'PY' || it_fail "the latest state in Kafka differs from the directory"
+import json, sys
+evs = [j for j in map(json.loads, open(sys.argv[1])) if j["type"] == "event"]
+evs.sort(key=lambda e: (e["partition"], e["offset"]))
+latest = {}
+for e in evs:
+    latest[e["id"]] = e
+d = {j["id"]: j for j in map(json.loads, open(sys.argv[2])) if j["type"] == "upsert"}
+bad = 0
+for i, j in d.items():
+    e = latest.get(i)
+    if e is None or e["kind"] != "upsert":
+        print("missing or removed in Kafka:", j["dn"]); bad += 1; continue
+    for k in ("user_certificate", "user_smime_certificate"):
+        if sorted(e.get(k) or []) != sorted(j.get(k) or []):
+            print(j["dn"], k, "kafka", e.get(k), "directory", j.get(k)); bad += 1
+    if e.get("mail") != j.get("mail"):
+        print(j["dn"], "mail kafka", e.get("mail"), "directory", j.get("mail")); bad += 1
+for i, e in latest.items():
+    if e["kind"] == "upsert" and i not in d:
+        print("in Kafka but not in the directory:", e.get("dn")); bad += 1
+print(f"compared {len(d)} objects, {len(evs)} events")
+if sys.argv[3] and len(d) != int(sys.argv[3]):
+    print(f"the directory holds {len(d)} objects, want {sys.argv[3]}"); bad += 1
+sys.exit(1 if bad else 0)
+PY
+}
+
 # metric NAME PORT METRIC_LINE_REGEX: prints the value of the first /metrics line matching the regex.
 metric() {
   curl -sf "http://127.0.0.1:$1/metrics" | grep -E "$2" | head -1 | awk '{print $NF}'

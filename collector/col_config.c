@@ -75,11 +75,18 @@ static const cs_config_row col_rows[] = {
      .desc = "LDAP filter selecting the users to sync."},
     {.name = "ldap.group_dn",
      .type = CS_CONFIG_STRING,
-     .desc =
-         "When set, only direct members of this group (its member or uniqueMember values; nested groups "
-         "are not expanded) that match ldap.filter under ldap.base_dns are in scope. The group is watched: a "
-         "user added to it arrives with full state, a user removed from it gets an out_of_scope removal. "
-         "Unset: every user the filter matches."},
+     .desc = "When set, only direct members of this group (its member or uniqueMember values; nested groups "
+             "only with ldap.group_nested) that match ldap.filter under ldap.base_dns are in scope. The "
+             "group is watched: a "
+             "user added to it arrives with full state, a user removed from it gets an out_of_scope removal. "
+             "Unset: every user the filter matches."},
+    {.name = "ldap.group_nested",
+     .type = CS_CONFIG_BOOL,
+     .def = "false",
+     .desc = "With ldap.group_dn: true also brings in the members of nested groups (a member that is a "
+             "group, objectClass group, groupOfNames or groupOfUniqueNames, adds its own members, "
+             "recursively; cycles are cut, at most 10,000 groups). Every nested group is watched, so a "
+             "change anywhere in the closure is seen. false: direct members only."},
     {.name = "ldap.mode",
      .type = CS_CONFIG_ENUM,
      .def = "auto",
@@ -287,6 +294,9 @@ static void col_finalize(cs_config *c)
         cs_config_add_warning(c, "ldap.dirsync_object_security",
                               "ldap.dirsync_object_security is ignored: ldap.mode is %s, not dirsync",
                               cs_config_get_string(c, "ldap.mode"));
+    if (cs_config_get_bool(c, "ldap.group_nested") && !cs_config_is_set(c, "ldap.group_dn"))
+        cs_config_add_warning(c, "ldap.group_nested",
+                              "ldap.group_nested is ignored: ldap.group_dn is not set");
     cs_service_config_finalize_kafka(c, COL_CONFIG_TXN_ID_PREFIX, "source.id", "choose");
     col_election_finalize(c);
 }
@@ -329,6 +339,7 @@ cs_err *col_config_load(const char *path, col_config **out)
     cfg->ldap_base_dn_count = cs_config_get_list(raw, "ldap.base_dns", &cfg->ldap_base_dns);
     cfg->ldap_filter = cs_config_get_string(raw, "ldap.filter");
     cfg->ldap_group_dn = cs_config_get_string(raw, "ldap.group_dn");
+    cfg->ldap_group_nested = cs_config_get_bool(raw, "ldap.group_nested");
     cfg->ldap_mode = (col_ldap_mode)cs_config_get_enum_index(raw, "ldap.mode");
     cfg->ldap_dirsync_object_security = cs_config_get_bool(raw, "ldap.dirsync_object_security");
     cfg->ldap_poll_interval_ms = cs_config_get_duration_ms(raw, "ldap.poll_interval");

@@ -55,6 +55,7 @@ typedef struct col_config {
     size_t ldap_base_dn_count;
     const char *ldap_filter;   /* NULL: per directory, see col_config_filter() */
     const char *ldap_group_dn; /* NULL: everyone under the base DNs */
+    bool ldap_group_nested;    /* ldap.group_nested: expand nested groups of ldap.group_dn */
     col_ldap_mode ldap_mode;
     bool ldap_dirsync_object_security; /* DirSync flag 0x1: no Replicating Directory Changes needed */
     long long ldap_poll_interval_ms;

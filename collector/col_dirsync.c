@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 
 #include "col_control.h"
@@ -16,7 +17,8 @@
 
 enum {
     DIRSYNC_MAX_BYTES = 0x7fffffff, /* maxAttrCount: let the server choose the page size */
-    MAX_ATTRS = 64
+    MAX_ATTRS = 64,
+    MAX_FILTER_ATTRS = 32
 };
 /* The well-known GUID of CN=Deleted Objects in a domain naming context. */
 #define DELETED_OBJECTS_WKGUID "18e2ea80684f11d2b9aa00c04f79f805"
@@ -24,7 +26,10 @@ enum {
 struct col_dirsync {
     col_ldap *c;
     char *nc_root;
-    char *filter;
+    char *filter; /* DirSync's: the broad tracking filter (col_scope_broad_filter + tombstones) */
+    char *scope;  /* the re-read's: the effective tracking filter (ldap.filter, group, tombstones) */
+    char attr_names[MAX_FILTER_ATTRS][COL_SCOPE_MAX_ATTR_NAME];
+    char *attrs[MAX_ATTRS]; /* dirsync_attrs + the attributes the filter tests */
     int flags;
     unsigned char *cookie;
     size_t cookie_len;
@@ -61,14 +66,33 @@ cs_err *col_dirsync_new(col_ldap *c, const char *nc_root, const char *filter, in
         return cs_err_new(CS_ERR_NOMEM, 0, "out of memory preparing DirSync of %s", nc_root);
     }
     {
-        /* Tombstones lose objectCategory: without the tombstone clause the default filter misses deletions. */
-        cs_err *err = col_scope_tracking_filter(filter, &d->filter);
+        /* Tombstones lose objectCategory: without the tombstone clause the default filter misses deletions.
+           DirSync never reports an object that stopped matching its filter, so it searches with the broad
+           filter and the re-read applies the real one (col_dirsync.h). */
+        char *broad = NULL;
+        cs_err *err = col_scope_broad_filter(filter, &broad);
         char **ad = col_object_attrs(COL_DIR_AD);
-        size_t k = 0;
+        size_t k = 0, n_f;
+        if (err == NULL)
+            err = col_scope_tracking_filter(broad, &d->filter);
+        if (err == NULL)
+            err = col_scope_tracking_filter(filter, &d->scope);
+        free(broad);
         if (err != NULL) {
             col_dirsync_free(d);
             return err;
         }
+        for (; dirsync_attrs[k] != NULL; k++)
+            d->attrs[k] = (char *)(uintptr_t)dirsync_attrs[k]; /* libldap only reads them */
+        /* DirSync reports a change only to a requested attribute: ask for what the filter tests too, or
+           a user leaving (or entering) the filter by such an attribute would never be reported. memberOf is
+           a back link that DirSync never reports: the group itself is watched (col_group). */
+        n_f = col_scope_filter_attrs(filter, d->attr_names, MAX_FILTER_ATTRS);
+        for (size_t i = 0; i < n_f && k < MAX_ATTRS - 1; i++)
+            if (strcasecmp(d->attr_names[i], "memberOf") != 0)
+                d->attrs[k++] = d->attr_names[i];
+        d->attrs[k] = NULL;
+        k = 0;
         for (; ad[k] != NULL && k < MAX_ATTRS - 2; k++)
             d->reread_attrs[k] = ad[k];
         d->reread_attrs[k] = (char *)(uintptr_t) "lastKnownParent"; /* libldap only reads it */
@@ -150,6 +174,7 @@ void col_dirsync_free(col_dirsync *d)
         return;
     free(d->nc_root);
     free(d->filter);
+    free(d->scope);
     free(d->cookie);
     free(d);
 }
@@ -183,8 +208,8 @@ static cs_err *reread(col_dirsync *d, const unsigned char guid[16], const char *
         goto cleanup;
     }
     sctrls[0] = show;
-    rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_BASE, "(objectClass=*)", d->reread_attrs, 0, sctrls, NULL,
-                           &tv, 1, &res);
+    rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_BASE, d->scope, d->reread_attrs, 0, sctrls, NULL, &tv, 1,
+                           &res);
     if (rc == LDAP_NO_SUCH_OBJECT) {
         /* Gone entirely (the tombstone too): a removal by id is all that is left to say. */
         err = col_object_new(COL_DIR_AD, dirsync_dn, &o);
@@ -197,7 +222,13 @@ static cs_err *reread(col_dirsync *d, const unsigned char guid[16], const char *
         snprintf(op, sizeof op, "re-reading %s", base);
         err = col_ldap_error(d->c, op, rc);
     } else if ((e = ldap_first_entry(ld, res)) == NULL) {
-        err = cs_err_new(CS_ERR_LDAP, 0, "%s: re-reading %s returned no entry", col_ldap_url(d->c), base);
+        /* It exists but no longer matches the filter: out of scope. Only the id and DN are known here; the
+           caller decides whether it ever was in scope (most such objects never were). */
+        err = col_object_new(COL_DIR_AD, dirsync_dn, &o);
+        if (err == NULL)
+            err = col_object_set_id(o, id);
+        ch.kind = COL_CHANGE_REMOVAL;
+        ch.reason = COL_REMOVAL_OUT_OF_SCOPE;
     } else {
         err = col_object_from_entry(ld, e, COL_DIR_AD, &o);
         if (err == NULL && col_object_is_deleted(o)) {
@@ -298,8 +329,8 @@ static cs_err *run(col_dirsync *d, const char *const *bases, size_t n_bases, col
             break;
         }
         sctrls[0] = ctrl;
-        rc = ldap_search_ext_s(ld, d->nc_root, LDAP_SCOPE_SUBTREE, d->filter, col_ldap_attrs(dirsync_attrs),
-                               0, sctrls, NULL, &tv, LDAP_NO_LIMIT, &res);
+        rc = ldap_search_ext_s(ld, d->nc_root, LDAP_SCOPE_SUBTREE, d->filter, d->attrs, 0, sctrls, NULL, &tv,
+                               LDAP_NO_LIMIT, &res);
         ldap_control_free(ctrl);
         if (rc == LDAP_INSUFFICIENT_ACCESS && (d->flags & LDAP_CONTROL_X_DIRSYNC_OBJECT_SECURITY) == 0) {
             err = refused(d);

@@ -7,12 +7,20 @@
  * by a base search on "<GUID=...>" with the show-deleted control, on the same connection (the server that
  * issued the cookie):
  *   - isDeleted: TRUE                     -> COL_CHANGE_REMOVAL (DELETED);
- *   - the re-read finds nothing           -> COL_CHANGE_REMOVAL (DELETED; the tombstone is gone too);
+ *   - the object does not exist           -> COL_CHANGE_REMOVAL (DELETED; the tombstone is gone too);
+ *   - it exists but the re-read's filter does not match it
+ *                                         -> COL_CHANGE_REMOVAL (OUT_OF_SCOPE) with the id and DN only;
  *   - DN under none of the base DNs       -> COL_CHANGE_REMOVAL (OUT_OF_SCOPE);
  *   - otherwise                           -> COL_CHANGE_UPSERT with the full state.
- * The DirSync filter is col_scope_tracking_filter(filter): AD strips objectCategory from tombstones, so the
- * default filter alone would never return a deletion (checked against Samba, tests/collector/
- * col_samba_track.sh). A tombstone whose lastKnownParent is under none of the base DNs is not reported.
+ * Leaving the filter: DirSync never reports an object that no longer matches its filter, and reports a
+ * change only to a requested attribute (both checked against Samba 4.17). So DirSync searches with the
+ * broad filter (col_scope_broad_filter: the filter's class terms, which an object keeps when it leaves)
+ * and also requests every attribute the filter tests (col_scope_filter_attrs), and the re-read by GUID
+ * applies the real filter: an object reported but not matching has left the filter (or never matched;
+ * the caller's index tells). Both filters go through col_scope_tracking_filter(): AD strips
+ * objectCategory from tombstones, so the default filter alone would never return a deletion (checked
+ * against Samba, tests/collector/col_samba_track.sh). A tombstone whose lastKnownParent is under none of
+ * the base DNs is not reported.
  * With the object-security flag, col_dirsync_new() checks that CN=Deleted Objects is readable and logs an
  * error naming the fix when it is not (deletions would be invisible).
  * After each round the new cookie is handed over as COL_CHANGE_COOKIE. Requested attributes: the

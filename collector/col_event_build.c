@@ -197,9 +197,7 @@ static cs_err *value_new(const col_object *o, const col_source_info *src, const 
     v->has_raw = 1;
     v->raw.len = len;
     v->raw.data = malloc(len > 0 ? len : 1);
-    cs_sha256_hex(raw, len, hex);
-    v->sha256 = strdup(hex);
-    if (v->raw.data == NULL || v->sha256 == NULL) {
+    if (v->raw.data == NULL) {
         err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory building the event of %s", col_object_dn(o));
         goto cleanup;
     }
@@ -208,6 +206,13 @@ static cs_err *value_new(const col_object *o, const col_source_info *src, const 
     err = cs_cert_value_parse(attr, raw, len, now, &cv);
     if (err != NULL)
         goto cleanup;
+    /* The parse hashed the value (once, shared with a bare certificate's fingerprint). */
+    cs_cert_value_sha256_hex(cv, hex);
+    v->sha256 = strdup(hex);
+    if (v->sha256 == NULL) {
+        err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory building the event of %s", col_object_dn(o));
+        goto cleanup;
+    }
     v->has_format = 1;
     v->format = format_to_proto(cs_cert_value_format(cv));
     v->has_user_index = 1;
@@ -376,6 +381,48 @@ static cs_err *add_values(const col_object *o, const col_source_info *src, const
     return err;
 }
 
+static int hex_nibble(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The values' digests back from their sha256 fields (set by value_new from the raw bytes); NULL for n 0. */
+static cs_err *value_digests(Certsync__V1__CertificateValue **values, size_t n, unsigned char (**out)[32])
+{
+    *out = NULL;
+    if (n == 0)
+        return NULL;
+    *out = calloc(n, sizeof **out);
+    if (*out == NULL)
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory hashing %zu certificate values", n);
+    for (size_t i = 0; i < n; i++) {
+        const char *h = values[i]->sha256;
+        for (size_t j = 0; j < 32; j++) {
+            int hi = h ? hex_nibble(h[2 * j]) : -1, lo = hi >= 0 ? hex_nibble(h[2 * j + 1]) : -1;
+            if (lo < 0)
+                return cs_err_new(CS_ERR_INTERNAL, 0, "value %zu has no SHA-256 of its raw bytes", i);
+            (*out)[i][j] = (unsigned char)(hi << 4 | lo);
+        }
+    }
+    return NULL;
+}
+
+/* cs_event_content_sha256 without hashing every value again: value_new's digests are of the raw bytes. */
+static cs_err *content_hash(const Certsync__V1__ChangeEvent *ev, char hash[CS_SHA256_HEX_LEN])
+{
+    unsigned char(*uc)[32] = NULL, (*sm)[32] = NULL;
+    cs_err *err = value_digests(ev->user_certificate, ev->n_user_certificate, &uc);
+    if (err == NULL)
+        err = value_digests(ev->user_smime_certificate, ev->n_user_smime_certificate, &sm);
+    if (err == NULL)
+        err = cs_event_content_sha256_digests((const unsigned char(*)[32])uc, ev->n_user_certificate,
+                                              (const unsigned char(*)[32])sm, ev->n_user_smime_certificate,
+                                              hash);
+    free(uc);
+    free(sm);
+    return err;
+}
+
 cs_err *col_event_build(const col_object *o, const col_source_info *src, Certsync__V1__ChangeKind kind,
                         Certsync__V1__RemovalReason removal_reason, Certsync__V1__EmitReason emit_reason,
                         int64_t observed_at_ms, Certsync__V1__ChangeEvent **out)
@@ -486,7 +533,7 @@ cs_err *col_event_build(const col_object *o, const col_source_info *src, Certsyn
         if (err != NULL)
             goto cleanup;
     }
-    err = cs_event_content_sha256(ev, hash);
+    err = content_hash(ev, hash);
     if (err != NULL)
         goto cleanup;
     ev->content_sha256 = strdup(hash);

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <sys/time.h>
 
+#include "col_control.h"
 #include "cs_buf.h"
 #include "cs_log.h"
 
@@ -20,13 +21,29 @@ typedef struct member {
     char *norm;
 } member;
 
+/* A group of the closure: ldap.group_dn first, then (ldap.group_nested) the nested groups found. */
+typedef struct watched {
+    char *dn;
+    char *norm;
+    char stamp[COL_GROUP_MAX_STAMP]; /* change stamp at the last read; WATCH_MISSING: did not exist */
+} watched;
+
+/* The stamp kept for a nested group that did not exist when the closure was read. */
+#define WATCH_MISSING "-"
+/* Object classes of a group (AD, OpenLDAP groupOfNames, groupOfUniqueNames). */
+/* Most pages of the group listing (ldap.page_size entries each). */
+#define MAX_LIST_PAGES 100000L
+#define GROUP_CLASSES "(|(objectClass=group)(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
+
 struct col_group {
     char *dn;
-    bool read; /* a member set was read at least once */
-    char stamp[COL_GROUP_MAX_STAMP];
-    char csn[COL_GROUP_MAX_STAMP]; /* entryCSN, "" when the server has none */
-    member *m;                     /* sorted by norm, no duplicates */
+    bool nested;                   /* ldap.group_nested */
+    bool read;                     /* a member set was read at least once */
+    char csn[COL_GROUP_MAX_STAMP]; /* ldap.group_dn's entryCSN, "" when the server has none */
+    member *m;                     /* sorted by norm, no duplicates; nested: the non-group members */
     size_t n;
+    watched *w; /* the closure; w[0] is ldap.group_dn */
+    size_t n_w;
     char sha[CS_SHA256_HEX_LEN];
     char **joined, **left; /* DNs, owned */
     size_t n_joined, n_left;
@@ -39,6 +56,15 @@ static void members_free(member *m, size_t n)
         free(m[i].norm);
     }
     free(m);
+}
+
+static void watched_free(watched *w, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(w[i].dn);
+        free(w[i].norm);
+    }
+    free(w);
 }
 
 static void strs_free(char **v, size_t n)
@@ -56,7 +82,7 @@ static void diff_clear(col_group *g)
     g->n_joined = g->n_left = 0;
 }
 
-cs_err *col_group_new(const char *group_dn, col_group **out)
+cs_err *col_group_new(const char *group_dn, bool nested, col_group **out)
 {
     *out = NULL;
     if (group_dn == NULL || group_dn[0] == '\0')
@@ -67,6 +93,7 @@ cs_err *col_group_new(const char *group_dn, col_group **out)
         free(g);
         return cs_err_new(CS_ERR_NOMEM, 0, "out of memory creating the group watcher");
     }
+    g->nested = nested;
     *out = g;
     return NULL;
 }
@@ -77,6 +104,7 @@ void col_group_free(col_group *g)
         return;
     diff_clear(g);
     members_free(g->m, g->n);
+    watched_free(g->w, g->n_w);
     free(g->dn);
     free(g);
 }
@@ -166,9 +194,14 @@ static bool parse_range(const char *attr, long long *next)
     return true;
 }
 
-/* Reads stamp and, when `with_members`, every member value (all ranges) of the group. */
-static cs_err *read_group(col_group *g, col_ldap *c, bool with_members, char stamp[COL_GROUP_MAX_STAMP],
-                          char csn[COL_GROUP_MAX_STAMP], member **m, size_t *n)
+/*
+ * Reads the stamp of the group `dn` and, when `with_members`, every member value (all ranges) into a new
+ * *m / *n. A group that does not exist sets *missing (m stays empty); it is an error only for `top`
+ * (ldap.group_dn itself): a nested group deleted meanwhile just drops out of the closure.
+ */
+static cs_err *read_group(const char *dn, col_ldap *c, bool top, bool with_members,
+                          char stamp[COL_GROUP_MAX_STAMP], char csn[COL_GROUP_MAX_STAMP], member **m,
+                          size_t *n, bool *missing)
 {
     LDAP *ld = col_ldap_handle(c);
     long long ms = col_ldap_timeout_ms(c);
@@ -177,6 +210,7 @@ static cs_err *read_group(col_group *g, col_ldap *c, bool with_members, char sta
     cs_err *err = NULL;
 
     stamp[0] = csn[0] = '\0';
+    *missing = false;
     for (int round = 0; round < COL_GROUP_MAX_RANGE_ROUNDS; round++) {
         char range[64];
         snprintf(range, sizeof range, "member;range=%lld-*", from);
@@ -190,17 +224,20 @@ static cs_err *read_group(col_group *g, col_ldap *c, bool with_members, char sta
         BerElement *ber = NULL;
         char *a;
         long long next = -1;
-        int rc = ldap_search_ext_s(ld, g->dn, LDAP_SCOPE_BASE, "(objectClass=*)", col_ldap_attrs(attrs), 0,
-                                   NULL, NULL, &tv, 1, &res);
+        int rc = ldap_search_ext_s(ld, dn, LDAP_SCOPE_BASE, "(objectClass=*)", col_ldap_attrs(attrs), 0, NULL,
+                                   NULL, &tv, 1, &res);
         if (rc == LDAP_NO_SUCH_OBJECT) {
             ldap_msgfree(res);
+            *missing = true;
+            if (!top)
+                return NULL;
             return cs_err_new(CS_ERR_CONFIG, CS_ERR_F_RETRIABLE,
-                              "ldap.group_dn %s does not exist on %s: fix the DN (or create the group)",
-                              g->dn, col_ldap_url(c));
+                              "ldap.group_dn %s does not exist on %s: fix the DN (or create the group)", dn,
+                              col_ldap_url(c));
         }
         if (rc != LDAP_SUCCESS) {
             char op[600];
-            snprintf(op, sizeof op, "reading the group %.500s", g->dn);
+            snprintf(op, sizeof op, "reading the group %.500s", dn);
             ldap_msgfree(res);
             return col_ldap_error(c, op, rc);
         }
@@ -218,8 +255,8 @@ static cs_err *read_group(col_group *g, col_ldap *c, bool with_members, char sta
             } else if (is_member || strcasecmp(a, "uniqueMember") == 0) {
                 if (is_member && a[6] == ';' && !parse_range(a, &next))
                     next = -1;
-                for (size_t i = 0; vals && vals[i] && err == NULL; i++)
-                    err = add_member(m, n, &cap, vals[i], g->dn);
+                for (size_t i = 0; m != NULL && vals && vals[i] && err == NULL; i++)
+                    err = add_member(m, n, &cap, vals[i], dn);
             }
             ldap_value_free_len(vals);
             ldap_memfree(a);
@@ -235,7 +272,7 @@ static cs_err *read_group(col_group *g, col_ldap *c, bool with_members, char sta
         from = next;
     }
     return cs_err_new(CS_ERR_LDAP, 0, "the group %s: ranged retrieval of member did not end after %d rounds",
-                      g->dn, COL_GROUP_MAX_RANGE_ROUNDS);
+                      dn, COL_GROUP_MAX_RANGE_ROUNDS);
 }
 
 static cs_err *push(char ***v, size_t *n, const char *s)
@@ -250,27 +287,256 @@ static cs_err *push(char ***v, size_t *n, const char *s)
     return NULL;
 }
 
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The normal forms of every group object (GROUP_CLASSES) in the naming context of ldap.group_dn, sorted:
+ * what tells a member that is a group from one that is not, with one paged DN-only search instead of a
+ * read per member. Caller frees with strs_free().
+ */
+static cs_err *list_groups(const col_group *g, col_ldap *c, char ***out, size_t *n_out)
+{
+    static const char *const attrs[] = {"1.1", NULL};
+    LDAP *ld = col_ldap_handle(c);
+    const char *base = col_ldap_naming_context_of(c, g->dn);
+    struct berval *cookie = NULL;
+    long long ms = col_ldap_timeout_ms(c);
+    int page_size = col_ldap_config(c) != NULL ? col_ldap_config(c)->ldap_page_size : 500;
+    char **v = NULL;
+    size_t n = 0, cap = 0;
+    cs_err *err = NULL;
+    long pages;
+
+    *out = NULL;
+    *n_out = 0;
+    if (base == NULL)
+        base = col_ldap_default_naming_context(c);
+    if (base == NULL)
+        base = g->dn; /* no naming context advertised: at least the groups below it */
+    for (pages = 0; pages < MAX_LIST_PAGES && err == NULL; pages++) {
+        LDAPControl *page = NULL, *sctrls[2] = {NULL, NULL}, **rctrls = NULL, *resp;
+        LDAPMessage *res = NULL, *e;
+        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+        struct berval empty = {0, NULL};
+        int result = LDAP_SUCCESS;
+        int rc = ldap_create_page_control(ld, page_size, cookie != NULL ? cookie : &empty, 1, &page);
+        if (rc != LDAP_SUCCESS) {
+            err = col_ldap_error(c, "creating the paged-results control", rc);
+            break;
+        }
+        sctrls[0] = page;
+        rc = ldap_search_ext_s(ld, base, LDAP_SCOPE_SUBTREE, GROUP_CLASSES, col_ldap_attrs(attrs), 0, sctrls,
+                               NULL, &tv, LDAP_NO_LIMIT, &res);
+        ldap_control_free(page);
+        if (rc != LDAP_SUCCESS) {
+            char op[600];
+            snprintf(op, sizeof op, "listing the groups under %.500s (ldap.group_nested)", base);
+            err = col_ldap_error(c, op, rc);
+            ldap_msgfree(res);
+            break;
+        }
+        for (e = ldap_first_entry(ld, res); e != NULL && err == NULL; e = ldap_next_entry(ld, e)) {
+            char *dn = ldap_get_dn(ld, e);
+            if (dn == NULL)
+                continue;
+            if (n >= COL_GROUP_MAX_MEMBERS) {
+                err = cs_err_new(CS_ERR_CONFIG, CS_ERR_F_FATAL,
+                                 "ldap.group_nested: over %u groups under %s; set ldap.group_nested: false",
+                                 COL_GROUP_MAX_MEMBERS, base);
+            } else if (n == cap) {
+                size_t nc = cap ? cap * 2 : 64;
+                char **nv = realloc(v, nc * sizeof *nv);
+                if (nv == NULL)
+                    err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory listing the groups under %s", base);
+                else
+                    v = nv, cap = nc;
+            }
+            if (err == NULL && (err = col_group_dn_normalize(dn, &v[n])) == NULL)
+                n++;
+            ldap_memfree(dn);
+        }
+        if (err == NULL) {
+            rc = ldap_parse_result(ld, res, &result, NULL, NULL, NULL, &rctrls, 0);
+            if (rc != LDAP_SUCCESS || result != LDAP_SUCCESS)
+                err = col_ldap_error(c, "listing the groups (ldap.group_nested)",
+                                     rc != LDAP_SUCCESS ? rc : result);
+        }
+        ldap_msgfree(res);
+        ber_bvfree(cookie);
+        cookie = NULL;
+        resp = err == NULL ? ldap_control_find(LDAP_CONTROL_PAGEDRESULTS, rctrls, NULL) : NULL;
+        if (resp != NULL) {
+            struct berval next = {0, NULL};
+            err = cs_err_wrap(col_control_parse_page(ld, resp, COL_CONTROL_MAX_PAGE_COOKIE, &next), "%s",
+                              col_ldap_url(c));
+            if (err == NULL && next.bv_len > 0)
+                cookie = ber_bvdup(&next);
+            ber_memfree(next.bv_val);
+        }
+        ldap_controls_free(rctrls);
+        if (cookie == NULL)
+            break;
+    }
+    ber_bvfree(cookie);
+    if (err == NULL && pages == MAX_LIST_PAGES)
+        err = cs_err_new(CS_ERR_LDAP, 0, "listing the groups under %s did not end after %ld pages", base,
+                         MAX_LIST_PAGES);
+    if (err) {
+        strs_free(v, n);
+        return err;
+    }
+    if (n > 0)
+        qsort(v, n, sizeof *v, str_cmp);
+    *out = v;
+    *n_out = n;
+    return NULL;
+}
+
+/* Appends a group to the closure (BFS queue) unless it is there already (a cycle, or two paths). */
+static cs_err *closure_add(watched **w, size_t *n, size_t *cap, const char *dn, const char *norm, bool *added)
+{
+    *added = false;
+    /* Linear: the closure holds at most COL_GROUP_MAX_NESTED groups. */
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*w)[i].norm, norm) == 0)
+            return NULL;
+    if (*n >= COL_GROUP_MAX_NESTED)
+        return cs_err_new(
+            CS_ERR_CONFIG, CS_ERR_F_FATAL,
+            "ldap.group_nested: the groups nested in ldap.group_dn exceed %d (at %s): flatten the "
+            "nesting or set ldap.group_nested: false",
+            COL_GROUP_MAX_NESTED, dn);
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        watched *nw = realloc(*w, nc * sizeof *nw);
+        if (nw == NULL)
+            return cs_err_new(CS_ERR_NOMEM, 0, "out of memory expanding nested groups");
+        *w = nw;
+        *cap = nc;
+    }
+    memset(&(*w)[*n], 0, sizeof **w);
+    if (((*w)[*n].dn = strdup(dn)) == NULL || ((*w)[*n].norm = strdup(norm)) == NULL) {
+        free((*w)[*n].dn);
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory expanding nested groups");
+    }
+    (*n)++;
+    *added = true;
+    return NULL;
+}
+
+/*
+ * Reads the closure: ldap.group_dn's members and, with `nested`, breadth first the members of every
+ * member that is a group (each group once: cycles end there). The non-group members go to *m / *n
+ * (unsorted, may repeat); the groups with their stamps to *w / *n_w (w[0] = ldap.group_dn).
+ */
+static cs_err *read_closure(col_group *g, col_ldap *c, char csn[COL_GROUP_MAX_STAMP], member **m, size_t *n,
+                            watched **w, size_t *n_w)
+{
+    char **groups = NULL;
+    size_t n_groups = 0, cap_w = 0, cap_m = 0, n_cycles = 0;
+    char *top_norm = NULL;
+    cs_err *err = NULL;
+    bool added = false;
+
+    if ((err = col_group_dn_normalize(g->dn, &top_norm)) ||
+        (err = closure_add(w, n_w, &cap_w, g->dn, top_norm, &added)))
+        goto cleanup;
+    if (g->nested && (err = list_groups(g, c, &groups, &n_groups)))
+        goto cleanup;
+    for (size_t i = 0; i < *n_w && err == NULL; i++) {
+        member *gm = NULL;
+        size_t gn = 0;
+        char gcsn[COL_GROUP_MAX_STAMP];
+        bool missing = false;
+        err = read_group((*w)[i].dn, c, i == 0, true, (*w)[i].stamp, gcsn, &gm, &gn, &missing);
+        if (i == 0)
+            snprintf(csn, COL_GROUP_MAX_STAMP, "%s", gcsn);
+        if (missing)
+            snprintf((*w)[i].stamp, COL_GROUP_MAX_STAMP, "%s", WATCH_MISSING);
+        for (size_t j = 0; j < gn && err == NULL; j++) {
+            const char *key = gm[j].norm;
+            if (g->nested && n_groups > 0 &&
+                bsearch(&key, groups, n_groups, sizeof *groups, str_cmp) != NULL) {
+                if ((err = closure_add(w, n_w, &cap_w, gm[j].dn, gm[j].norm, &added)) == NULL && !added)
+                    n_cycles++;
+                continue;
+            }
+            if (*n >= COL_GROUP_MAX_MEMBERS) {
+                err = cs_err_new(CS_ERR_CONFIG, CS_ERR_F_FATAL,
+                                 "ldap.group_dn %s has over %u members with its nested groups: scope so many "
+                                 "users by ldap.filter instead",
+                                 g->dn, COL_GROUP_MAX_MEMBERS);
+                break;
+            }
+            if (*n == cap_m) {
+                size_t nc = cap_m ? cap_m * 2 : 64;
+                member *nm = realloc(*m, nc * sizeof *nm);
+                if (nm == NULL) {
+                    err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory reading the members of %s", g->dn);
+                    break;
+                }
+                *m = nm;
+                cap_m = nc;
+            }
+            (*m)[(*n)++] = gm[j]; /* moved: the strings now belong to *m */
+            gm[j].dn = gm[j].norm = NULL;
+        }
+        members_free(gm, gn);
+    }
+    if (err == NULL && g->nested)
+        cs_log(CS_LOG_DEBUG, FAC,
+               "group %s: %zu nested groups read, %zu repeated memberships (cycles or "
+               "two paths) cut",
+               g->dn, *n_w - 1, n_cycles);
+cleanup:
+    free(top_norm);
+    strs_free(groups, n_groups);
+    return err;
+}
+
+/* True when a stamp of the closure moved since the last read (or a group appeared or vanished). */
+static cs_err *closure_moved(const col_group *g, col_ldap *c, bool *moved)
+{
+    *moved = false;
+    for (size_t i = 0; i < g->n_w && !*moved; i++) {
+        char stamp[COL_GROUP_MAX_STAMP], csn[COL_GROUP_MAX_STAMP];
+        bool missing = false;
+        cs_err *err = read_group(g->w[i].dn, c, i == 0, false, stamp, csn, NULL, NULL, &missing);
+        if (err)
+            return err;
+        if (missing)
+            snprintf(stamp, sizeof stamp, "%s", WATCH_MISSING);
+        /* A server without a stamp (neither entryCSN nor uSNChanged): read the members every time. */
+        *moved = stamp[0] == '\0' || strcmp(stamp, g->w[i].stamp) != 0;
+    }
+    return NULL;
+}
+
 cs_err *col_group_refresh(col_group *g, col_ldap *c, bool force, bool *changed)
 {
-    char stamp[COL_GROUP_MAX_STAMP], csn[COL_GROUP_MAX_STAMP];
+    char csn[COL_GROUP_MAX_STAMP];
     member *m = NULL;
-    size_t n = 0, k = 0;
+    watched *w = NULL;
+    size_t n = 0, k = 0, n_w = 0;
     cs_err *err = NULL;
     cs_buf b;
 
     *changed = false;
     diff_clear(g);
     if (g->read && !force) {
-        if ((err = read_group(g, c, false, stamp, csn, &m, &n)))
-            return err;
-        if (stamp[0] != '\0' && strcmp(stamp, g->stamp) == 0)
-            return NULL; /* unchanged: the member values are not read again */
+        bool moved = false;
+        if ((err = closure_moved(g, c, &moved)) || !moved)
+            return err; /* unchanged: the member values are not read again */
     }
-    if ((err = read_group(g, c, true, stamp, csn, &m, &n)))
+    csn[0] = '\0';
+    if ((err = read_closure(g, c, csn, &m, &n, &w, &n_w)))
         goto cleanup;
     if (n > 0)
         qsort(m, n, sizeof *m, member_cmp);
-    /* Drop duplicates (member and uniqueMember naming the same DN). */
+    /* Drop duplicates (member and uniqueMember naming the same DN, or one user in two nested groups). */
     for (size_t i = 0; i < n; i++) {
         if (k > 0 && strcmp(m[k - 1].norm, m[i].norm) == 0) {
             free(m[i].dn);
@@ -300,6 +566,24 @@ cs_err *col_group_refresh(col_group *g, col_ldap *c, bool force, bool *changed)
         cs_buf_add_str(&b, m[i].norm);
         cs_buf_add_str(&b, "\n");
     }
+    if (g->nested) {
+        /* The closure too (sorted): another nesting with the same users is another scope to explain. */
+        char **norms = calloc(n_w, sizeof *norms);
+        if (norms == NULL) {
+            cs_buf_free(&b);
+            err = cs_err_new(CS_ERR_NOMEM, 0, "out of memory hashing the nested groups");
+            goto cleanup;
+        }
+        for (size_t i = 0; i < n_w; i++)
+            norms[i] = w[i].norm;
+        qsort(norms, n_w, sizeof *norms, str_cmp);
+        cs_buf_add_str(&b, "nested groups:\n");
+        for (size_t i = 0; i < n_w; i++) {
+            cs_buf_add_str(&b, norms[i]);
+            cs_buf_add_str(&b, "\n");
+        }
+        free(norms);
+    }
     cs_sha256_hex(cs_buf_str(&b), strlen(cs_buf_str(&b)), g->sha);
     cs_buf_free(&b);
     members_free(g->m, g->n);
@@ -307,13 +591,18 @@ cs_err *col_group_refresh(col_group *g, col_ldap *c, bool force, bool *changed)
     g->n = n;
     m = NULL;
     n = 0;
+    watched_free(g->w, g->n_w);
+    g->w = w;
+    g->n_w = n_w;
+    w = NULL;
+    n_w = 0;
     g->read = true;
-    snprintf(g->stamp, sizeof g->stamp, "%s", stamp);
     snprintf(g->csn, sizeof g->csn, "%s", csn);
-    cs_log(CS_LOG_DEBUG, FAC, "group %s read: %zu members, %zu joined, %zu left", g->dn, g->n, g->n_joined,
-           g->n_left);
+    cs_log(CS_LOG_DEBUG, FAC, "group %s read: %zu members, %zu groups, %zu joined, %zu left", g->dn, g->n,
+           g->n_w, g->n_joined, g->n_left);
 cleanup:
     members_free(m, n);
+    watched_free(w, n_w);
     if (err)
         diff_clear(g);
     return err;
@@ -352,6 +641,11 @@ bool col_group_is_member(const col_group *g, const char *dn)
 size_t col_group_count(const col_group *g)
 {
     return g->n;
+}
+
+size_t col_group_nested_count(const col_group *g)
+{
+    return g->n_w > 0 ? g->n_w - 1 : 0;
 }
 
 const char *col_group_members_sha256(const col_group *g)

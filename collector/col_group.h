@@ -9,8 +9,15 @@
  * previous refresh. The service turns a joined DN into an upsert (the user entering scope) and a left DN
  * into an OUT_OF_SCOPE removal.
  *
- * Membership is direct: a member that is itself a group does not bring in its members (nested groups are
- * not expanded; AD's in-chain matching rule would need every nested group watched too).
+ * Membership is direct unless `nested` (ldap.group_nested): then a member that is a group (objectClass
+ * group, groupOfNames or groupOfUniqueNames) brings in its own members, recursively. Which member DNs are
+ * groups comes from one paged DN-only search of the group objects in the group's naming context (instead
+ * of a read per member); the closure is walked breadth first, each group once (a cycle or a second path
+ * ends there), at most COL_GROUP_MAX_NESTED groups. Every group of the closure is watched: each refresh
+ * reads the change stamp of each, and any one moving (or a nested group appearing or vanishing) reads the
+ * whole closure again. The groups themselves are not members (they are not users). AD's in-chain matching
+ * rule (LDAP_MATCHING_RULE_IN_CHAIN, which Samba 4.17 evaluates too) narrows the server filter
+ * (col_scope_filter), but cannot replace the watch: a change in a nested group stamps that group only.
  *
  * DNs are compared in a normal form: parsed and printed back by libldap (LDAPv3 string form, no spaces
  * around separators), then ASCII-lowercased. That is what AD and OpenLDAP treat as equal for the usual
@@ -35,20 +42,25 @@
 #define COL_GROUP_MAX_MEMBERS 1000000u
 /* Most ranged-retrieval rounds for one read (AD returns 1,500 values per round by default). */
 #define COL_GROUP_MAX_RANGE_ROUNDS 2000
+/* Most groups in a nested closure (ldap.group_nested), ldap.group_dn included. */
+#define COL_GROUP_MAX_NESTED 10000
 /* Longest change stamp kept (entryCSN is 40 bytes, uSNChanged at most 20). */
 #define COL_GROUP_MAX_STAMP 128
 
 typedef struct col_group col_group;
 
-/* A watcher for `group_dn` with no member set read yet. Caller frees with col_group_free(). */
-cs_err *col_group_new(const char *group_dn, col_group **out);
+/*
+ * A watcher for `group_dn` (with nested groups expanded when `nested`) with no member set read yet.
+ * Caller frees with col_group_free().
+ */
+cs_err *col_group_new(const char *group_dn, bool nested, col_group **out);
 
 /* Frees the watcher; NULL is allowed. */
 void col_group_free(col_group *g);
 
 /*
- * Reads the group's change stamp from `c` and, when it differs from the last one read (or on the first
- * call, or with `force`), the member set. *changed is true when the member set differs from the previous
+ * Reads the change stamp of every group of the closure from `c` and, when one differs from the last one
+ * read (or on the first call, or with `force`), the member set of the whole closure. *changed is true when the member set differs from the previous
  * one (never on the first read: there is nothing to compare with). The joined / left DNs stay available
  * through col_group_joined() / col_group_left() until the next refresh. A missing group is a CS_ERR_CONFIG
  * naming ldap.group_dn; on any error the previous member set is kept.
@@ -59,13 +71,18 @@ cs_err *col_group_refresh(col_group *g, col_ldap *c, bool force, bool *changed);
 size_t col_group_joined(const col_group *g, const char *const **dns);
 size_t col_group_left(const col_group *g, const char *const **dns);
 
-/* True when `dn` is a direct member (normal forms compared); false before the first refresh. */
+/* True when `dn` is a member (direct, or nested with `nested`; normal forms compared); false before the
+   first refresh. */
 bool col_group_is_member(const col_group *g, const char *dn);
 
 /* Number of members at the last refresh. */
 size_t col_group_count(const col_group *g);
 
-/* SHA-256 (lowercase hex) of the sorted normal forms; "" before the first refresh. */
+/* Number of nested groups in the closure at the last refresh (0 without `nested`). */
+size_t col_group_nested_count(const col_group *g);
+
+/* SHA-256 (lowercase hex) of the sorted normal forms (with `nested`, of the closure's groups too); ""
+   before the first refresh. */
 const char *col_group_members_sha256(const col_group *g);
 
 /* The group's entryCSN at the last refresh (OpenLDAP), or NULL (AD, or not read yet). */

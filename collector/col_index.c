@@ -13,13 +13,13 @@
 
 typedef struct entry {
     struct entry *next;
-    char *key;
     uint8_t *version;
     uint32_t version_len;
     uint8_t sha[32];
     bool removed;
     bool held;
-    bool seen; /* marked in the open sweep */
+    bool seen;  /* marked in the open sweep */
+    char key[]; /* in the entry's own allocation: one malloc per object, not two */
 } entry;
 
 struct col_index {
@@ -140,7 +140,6 @@ static void entry_free(entry *e)
 {
     if (!e)
         return;
-    free(e->key);
     free(e->version);
     free(e);
 }
@@ -279,22 +278,23 @@ cs_err *col_index_judge(const col_index *idx, const char *key, const Certsync__V
     return NULL;
 }
 
-cs_err *col_index_put(col_index *idx, const char *key, const Certsync__V1__ChangeEvent *ev,
-                      const char *content_sha256, bool held)
+/* Records the state of `key` with `ver` (malloc'd, taken: freed here when it fails). */
+static cs_err *put_owned(col_index *idx, const char *key, uint8_t *ver, size_t ver_len, bool removed,
+                         const char *content_sha256, bool held)
 {
     uint8_t sha[32];
-    uint8_t *ver = NULL;
-    size_t ver_len = 0;
     cs_err *err = NULL;
     size_t key_len = strlen(key);
 
-    if (key_len > COL_INDEX_MAX_KEY_BYTES)
+    if (key_len > COL_INDEX_MAX_KEY_BYTES) {
+        free(ver);
         return cs_err_new(CS_ERR_INVALID_INPUT, 0, "index: key of %zu bytes, at most %u", key_len,
                           COL_INDEX_MAX_KEY_BYTES);
-    if ((err = parse_sha(content_sha256, sha)))
+    }
+    if ((err = parse_sha(content_sha256, sha))) {
+        free(ver);
         return cs_err_wrap(err, "event %s", key);
-    if ((err = pack_version(key, ev, &ver, &ver_len)))
-        return err;
+    }
     entry *e = find(idx, key);
     if (!e) {
         if (idx->count >= COL_INDEX_MAX_ENTRIES) {
@@ -304,12 +304,12 @@ cs_err *col_index_put(col_index *idx, const char *key, const Certsync__V1__Chang
                               "base DNs) or split the source",
                               idx->source_id, COL_INDEX_MAX_ENTRIES);
         }
-        e = calloc(1, sizeof(*e));
-        if (!e || !(e->key = strdup(key))) {
-            free(e);
+        e = calloc(1, sizeof(*e) + key_len + 1);
+        if (!e) {
             free(ver);
             return cs_err_new(CS_ERR_NOMEM, CS_ERR_F_FATAL, "index: out of memory");
         }
+        memcpy(e->key, key, key_len + 1);
         size_t b = hash_key(key) & (idx->n_buckets - 1);
         e->next = idx->buckets[b];
         idx->buckets[b] = e;
@@ -321,11 +321,39 @@ cs_err *col_index_put(col_index *idx, const char *key, const Certsync__V1__Chang
     e->version = ver;
     e->version_len = (uint32_t)ver_len;
     memcpy(e->sha, sha, 32);
-    e->removed = ev->kind == CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_REMOVAL;
+    e->removed = removed;
     e->held = held;
     /* A state recorded during a sweep came from the resync itself. */
     e->seen = idx->sweeping;
     return NULL;
+}
+
+cs_err *col_index_put(col_index *idx, const char *key, const Certsync__V1__ChangeEvent *ev,
+                      const char *content_sha256, bool held)
+{
+    uint8_t *ver = NULL;
+    size_t ver_len = 0;
+    cs_err *err = pack_version(key, ev, &ver, &ver_len);
+    if (err)
+        return err;
+    return put_owned(idx, key, ver, ver_len, ev->kind == CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_REMOVAL,
+                     content_sha256, held);
+}
+
+cs_err *col_index_put_packed(col_index *idx, const char *key, const uint8_t *version, size_t version_len,
+                             bool removed, const char *content_sha256, bool held)
+{
+    if (!version)
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0,
+                          "event %s has no version: the tracker must stamp every event", key);
+    if (version_len > COL_INDEX_MAX_VERSION_BYTES)
+        return cs_err_new(CS_ERR_INVALID_INPUT, 0, "event %s: version is %zu bytes packed, at most %u", key,
+                          version_len, COL_INDEX_MAX_VERSION_BYTES);
+    uint8_t *ver = malloc(version_len + 1); /* + 1: an all-default version packs to 0 bytes */
+    if (!ver)
+        return cs_err_new(CS_ERR_NOMEM, CS_ERR_F_FATAL, "index: out of memory");
+    memcpy(ver, version, version_len);
+    return put_owned(idx, key, ver, version_len, removed, content_sha256, held);
 }
 
 bool col_index_set_held(col_index *idx, const char *key, bool held)

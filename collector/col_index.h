@@ -87,6 +87,13 @@ cs_err *col_index_judge(const col_index *idx, const char *key, const Certsync__V
 cs_err *col_index_put(col_index *idx, const char *key, const Certsync__V1__ChangeEvent *ev,
                       const char *content_sha256, bool held);
 
+/*
+ * Records the state of `key` like col_index_put, from the event's version already packed (`version`,
+ * `version_len` bytes, copied) and whether the event is a removal: for a caller that packed it anyway.
+ */
+cs_err *col_index_put_packed(col_index *idx, const char *key, const uint8_t *version, size_t version_len,
+                             bool removed, const char *content_sha256, bool held);
+
 /* Sets or clears the held flag of an existing entry; false when there is none. */
 bool col_index_set_held(col_index *idx, const char *key, bool held);
 

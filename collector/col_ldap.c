@@ -85,11 +85,14 @@ static bool is_retriable(int rc)
     }
 }
 
-/* A TLS handshake that failed on the certificate says so in the diagnostic message (OpenSSL's words). */
+/* A TLS handshake that failed on the certificate says so in the diagnostic message (OpenSSL's words:
+   "certificate verify failed"). Not any message that names TLS or SSL: a server that drops the connection
+   (a directory restarting) gives "The TLS connection was non-properly terminated." (GnuTLS) or
+   "SSL routines::unexpected eof while reading" (OpenSSL), which are transient and must stay retriable. */
 static bool diag_is_tls_verify(const char *diag)
 {
-    return diag != NULL && (strstr(diag, "certificate") != NULL || strstr(diag, "verify") != NULL ||
-                            strstr(diag, "TLS") != NULL || strstr(diag, "SSL") != NULL);
+    return diag != NULL && (strstr(diag, "certificate") != NULL || strstr(diag, "Certificate") != NULL ||
+                            strstr(diag, "verify") != NULL);
 }
 
 cs_err *col_ldap_error(const col_ldap *c, const char *operation, int rc)
@@ -314,30 +317,42 @@ static void ms_to_timeval(long long ms, struct timeval *tv)
     tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
 }
 
-/*
- * libldap reports a rejected certificate on ldaps:// as a bare "Can't contact LDAP server" with no
- * diagnostic. To say what is wrong, try the same server once more without verification and without
- * binding (no credentials are sent): if that connects, the certificate was the problem.
- */
-static bool tls_is_the_problem(const col_config *cfg)
+/* Does a TLS connection (no bind, no credentials sent) to the configured server succeed now, with the
+   configured verification (ldap.tls.ca_file) or without any? */
+static bool tls_connects(const col_config *cfg, bool verify)
 {
     LDAP *ld = NULL;
-    int version = LDAP_VERSION3, never = LDAP_OPT_X_TLS_NEVER, newctx = 0, rc;
+    int version = LDAP_VERSION3, req = verify ? LDAP_OPT_X_TLS_DEMAND : LDAP_OPT_X_TLS_NEVER, newctx = 0, rc;
     struct timeval tv;
     bool works = false;
 
-    if (!cfg->ldap_tls_verify || ldap_initialize(&ld, cfg->ldap_url) != LDAP_SUCCESS)
+    if (ldap_initialize(&ld, cfg->ldap_url) != LDAP_SUCCESS)
         return false;
     ms_to_timeval(cfg->ldap_timeout_ms, &tv);
     ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &version);
     ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
     ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
-    ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &never);
+    if (verify && cfg->ldap_tls_ca_file != NULL)
+        ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, cfg->ldap_tls_ca_file);
+    ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &req);
     ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &newctx);
     rc = cfg->ldap_starttls ? ldap_start_tls_s(ld, NULL, NULL) : ldap_connect(ld);
     works = rc == LDAP_SUCCESS;
     ldap_unbind_ext_s(ld, NULL, NULL);
     return works;
+}
+
+/*
+ * libldap reports a rejected certificate on ldaps:// as a bare "Can't contact LDAP server" with no
+ * diagnostic. To say what is wrong, try the same server once more without verification: if that
+ * connects and a verified connection still fails, the certificate is the problem (fatal). If the verified
+ * one connects too, the first failure was the connection (the server dropped it: restarting, shutting
+ * down, overloaded), which is retriable: calling that a certificate problem would stop the service on a
+ * directory restart.
+ */
+static bool tls_is_the_problem(const col_config *cfg)
+{
+    return cfg->ldap_tls_verify && tls_connects(cfg, false) && !tls_connects(cfg, true);
 }
 
 /* An error from connecting, StartTLS or binding, with the certificate diagnosis for TLS connections. */

@@ -74,6 +74,7 @@ struct col_pipeline {
     plan_rec *plan;
     size_t n_plan, cap_plan;
     bool plan_built;
+    int batch_max;   /* events that close a batch now (col_pipeline_set_batch_max_events) */
     uint8_t *cp_buf; /* encoded checkpoint of the planned transaction */
     size_t cp_len;
     Certsync__V1__CollectorCheckpoint *cp_planned;
@@ -408,6 +409,7 @@ cs_err *col_pipeline_open(const col_pipeline_opts *opts, rd_kafka_conf_t *conf, 
     }
     p->o = *opts;
     p->pending_since_ms = -1;
+    p->batch_max = opts->batch_max_events;
     p->source_id = strdup(opts->source_id);
     p->topic_events = strdup(opts->topic_events);
     p->topic_checkpoint = strdup(opts->topic_checkpoint);
@@ -529,35 +531,47 @@ static void mark_pending(col_pipeline *p)
         p->pending_since_ms = now_ms();
 }
 
-static cs_err *batch_append(col_pipeline *p, const char *key, const uint8_t *val, size_t len,
-                            const uint8_t *ver, size_t ver_len, bool removal_ish, bool release)
+/* Appends one event to the batch, taking key, val and ver (malloc'd; freed here when it fails). */
+static cs_err *batch_push(col_pipeline *p, char *key, uint8_t *val, size_t len, uint8_t *ver, size_t ver_len,
+                          bool removal_ish, bool release)
 {
     /* A release batch can exceed batch_max_events; the bound is the held cap. */
     cs_err *err = reserve((void **)&p->batch, &p->cap_batch, p->n_batch, sizeof(batch_ev),
                           (size_t)p->o.batch_max_events + COL_PIPELINE_MAX_HELD, "events in one batch");
-    if (err)
+    if (err) {
+        free(key);
+        free(val);
+        free(ver);
         return err;
-    batch_ev *b = &p->batch[p->n_batch];
-    memset(b, 0, sizeof(*b));
-    b->key = strdup(key);
-    b->val = malloc(len + 1);
-    b->ver = malloc(ver_len + 1);
-    if (!b->key || !b->val || !b->ver) {
-        free(b->key);
-        free(b->val);
-        free(b->ver);
-        return nomem();
     }
-    memcpy(b->val, val, len);
-    memcpy(b->ver, ver, ver_len);
-    b->len = len;
-    b->ver_len = ver_len;
-    b->removal_ish = removal_ish;
-    b->release = release;
-    p->n_batch++;
+    p->batch[p->n_batch++] = (batch_ev){.key = key,
+                                        .val = val,
+                                        .len = len,
+                                        .ver = ver,
+                                        .ver_len = ver_len,
+                                        .removal_ish = removal_ish,
+                                        .release = release};
     p->plan_built = false;
     mark_pending(p);
     return NULL;
+}
+
+/* Appends copies of an event (a held one, which stays held until the release commits) to the batch. */
+static cs_err *batch_append(col_pipeline *p, const char *key, const uint8_t *val, size_t len,
+                            const uint8_t *ver, size_t ver_len, bool removal_ish, bool release)
+{
+    char *k = strdup(key);
+    uint8_t *v = malloc(len + 1);
+    uint8_t *vv = malloc(ver_len + 1);
+    if (!k || !v || !vv) {
+        free(k);
+        free(v);
+        free(vv);
+        return nomem();
+    }
+    memcpy(v, val, len);
+    memcpy(vv, ver, ver_len);
+    return batch_push(p, k, v, len, vv, ver_len, removal_ish, release);
 }
 
 static void batch_clear(col_pipeline *p)
@@ -574,6 +588,18 @@ static void batch_clear(col_pipeline *p)
     p->cp_buf = NULL;
     col_checkpoint_free(p->cp_planned);
     p->cp_planned = NULL;
+}
+
+/* The event's content hash: the one col_event_build set (computed from the same values), else computed. */
+static cs_err *content_sha(const Certsync__V1__ChangeEvent *ev, char sha[CS_SHA256_HEX_LEN])
+{
+    const char *h = ev->content_sha256;
+    if (h != NULL && strlen(h) == CS_SHA256_HEX_LEN - 1 &&
+        strspn(h, "0123456789abcdef") == CS_SHA256_HEX_LEN - 1) {
+        memcpy(sha, h, CS_SHA256_HEX_LEN);
+        return NULL;
+    }
+    return cs_event_content_sha256(ev, sha);
 }
 
 cs_err *col_pipeline_submit(col_pipeline *p, const Certsync__V1__ChangeEvent *ev)
@@ -600,7 +626,7 @@ cs_err *col_pipeline_submit(col_pipeline *p, const Certsync__V1__ChangeEvent *ev
                           p->source_id, ev->identity->object_id);
     if ((err = cs_event_key(p->source_id, ev->identity->object_id, &key)))
         goto cleanup;
-    if ((err = cs_event_content_sha256(ev, sha)))
+    if ((err = content_sha(ev, sha)))
         goto cleanup;
     bool removal = ev->kind == CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_REMOVAL;
     if (!removal && col_index_sweep_open(p->idx))
@@ -640,11 +666,19 @@ cs_err *col_pipeline_submit(col_pipeline *p, const Certsync__V1__ChangeEvent *ev
         goto cleanup;
     if ((err = pack_version(ev->version, &ver, &ver_len)))
         goto cleanup;
-    if ((err = batch_append(p, key, val, len, ver, ver_len, removal_ish, false)))
+    /* The batch takes the buffers as they are; the index copies the packed version (no second pack).
+     * Batch first, as before: an event the index records must be in the batch, or a retry would be
+     * judged a duplicate and lost. */
+    err = batch_push(p, key, val, len, ver, ver_len, removal_ish, false);
+    key = NULL; /* the batch's now, or freed by batch_push */
+    val = NULL;
+    ver = NULL;
+    if (err)
         goto cleanup;
-    if ((err = col_index_put(p->idx, key, ev, sha, false)))
+    const batch_ev *b = &p->batch[p->n_batch - 1];
+    if ((err = col_index_put_packed(p->idx, b->key, b->ver, b->ver_len, removal, sha, false)))
         goto cleanup;
-    if (p->n_batch >= (size_t)p->o.batch_max_events)
+    if (p->n_batch >= (size_t)p->batch_max)
         err = col_pipeline_flush(p);
 
 cleanup:
@@ -980,6 +1014,12 @@ cs_err *col_pipeline_flush(col_pipeline *p)
     hook(p, "after_commit");
     after_commit(p);
     return NULL;
+}
+
+void col_pipeline_set_batch_max_events(col_pipeline *p, int max_events)
+{
+    /* Bounded like batch.max_events (col_config: at most 100000): the batch is held in memory. */
+    p->batch_max = max_events <= 0 ? p->o.batch_max_events : max_events > 100000 ? 100000 : max_events;
 }
 
 long long col_pipeline_next_due_ms(const col_pipeline *p)

@@ -111,7 +111,9 @@ const Certsync__V1__CollectorCheckpoint *col_pipeline_checkpoint(const col_pipel
 /*
  * Submits one change event (copied). The event's source.source_id, when set, must be this source, and it
  * needs identity.object_id and a version. Duplicates and stale events are dropped and counted (NULL is
- * returned). Flushes when the batch reaches batch_max_events; the error is then the flush's.
+ * returned). Flushes when the batch reaches batch_max_events; the error is then the flush's. A
+ * content_sha256 that is set (64 lowercase hex digits) must be cs_event_content_sha256() of the event, as
+ * col_event_build sets it; it is used as is. Unset, the pipeline computes it.
  */
 cs_err *col_pipeline_submit(col_pipeline *p, const Certsync__V1__ChangeEvent *ev);
 
@@ -122,6 +124,14 @@ cs_err *col_pipeline_set_position(col_pipeline *p, const Certsync__V1__Collector
 /* Commits when something is pending and the oldest pending item has waited batch_max_wait_ms. Call it
  * from the service loop at least every batch_max_wait_ms. */
 cs_err *col_pipeline_poll(col_pipeline *p);
+
+/*
+ * Sets how many events close a batch from now on: max_events > 0 (at most 100000), or 0 for
+ * opts.batch_max_events again.
+ * A full pass raises it (fewer, larger transactions while snapshotting; each commit stops the directory
+ * read for a round trip to Kafka); batch_max_wait_ms still applies. Takes effect at the next submit.
+ */
+void col_pipeline_set_batch_max_events(col_pipeline *p, int max_events);
 
 /* Commits everything pending now (no-op when nothing is). */
 cs_err *col_pipeline_flush(col_pipeline *p);

@@ -82,6 +82,7 @@ typedef struct svc {
     /* syncrepl: removals that carry only an id wait for the cookie that covers them (its CSN is newer than
        the deleted entry's, so the removal's lifecycle stamp orders after every earlier state). */
     char **pending_rm;
+    col_removal_reason *pending_why; /* per pending_rm: DELETED, or OUT_OF_SCOPE (syncrepl_removal_reason) */
     size_t n_pending_rm;
     bool sweep_due; /* a present phase ended: sweep at the next cookie */
 
@@ -607,7 +608,7 @@ static cs_err *submit_object(svc *s, const col_change *ch)
 }
 
 /* An id-only removal: the last emitted version with the inferred lifecycle stamp. */
-static cs_err *submit_id_removal(svc *s, const char *object_id, const char *csn)
+static cs_err *submit_id_removal(svc *s, const char *object_id, const char *csn, col_removal_reason why)
 {
     Certsync__V1__Version *last = NULL;
     char buf[CSN_LEN];
@@ -631,7 +632,9 @@ static cs_err *submit_id_removal(svc *s, const char *object_id, const char *csn)
     Certsync__V1__ChangeEvent ev = CERTSYNC__V1__CHANGE_EVENT__INIT;
     ev.has_kind = ev.has_removal_reason = ev.has_emit_reason = ev.has_observed_at_ms = 1;
     ev.kind = CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_REMOVAL;
-    ev.removal_reason = CERTSYNC__V1__REMOVAL_REASON__REMOVAL_REASON_DELETED;
+    ev.removal_reason = why == COL_REMOVAL_OUT_OF_SCOPE
+                            ? CERTSYNC__V1__REMOVAL_REASON__REMOVAL_REASON_OUT_OF_SCOPE
+                            : CERTSYNC__V1__REMOVAL_REASON__REMOVAL_REASON_DELETED;
     ev.emit_reason = CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE;
     ev.observed_at_ms = now_ms();
     ev.source = &src;
@@ -648,7 +651,9 @@ static void pending_clear(svc *s)
     for (size_t i = 0; i < s->n_pending_rm; i++)
         free(s->pending_rm[i]);
     free(s->pending_rm);
+    free(s->pending_why);
     s->pending_rm = NULL;
+    s->pending_why = NULL;
     s->n_pending_rm = 0;
     s->sweep_due = false;
 }
@@ -658,7 +663,7 @@ static cs_err *settle_pending(svc *s, const char *csn)
 {
     cs_err *err = NULL;
     for (size_t i = 0; err == NULL && i < s->n_pending_rm; i++)
-        err = submit_id_removal(s, s->pending_rm[i], csn);
+        err = submit_id_removal(s, s->pending_rm[i], csn, s->pending_why[i]);
     if (err == NULL && s->sweep_due && col_pipeline_sweep_open(s->pipe)) {
         Certsync__V1__AttributeStamp st;
         char buf[CSN_LEN];
@@ -675,7 +680,7 @@ static cs_err *settle_pending(svc *s, const char *csn)
     return err;
 }
 
-static cs_err *queue_id_removal(svc *s, const char *id)
+static cs_err *queue_id_removal(svc *s, const char *id, col_removal_reason why)
 {
     if (s->n_pending_rm >= COL_SERVICE_MAX_PENDING_REMOVALS) {
         char csn[CSN_LEN];
@@ -688,10 +693,85 @@ static cs_err *queue_id_removal(svc *s, const char *id)
     if (n == NULL)
         return cs_err_new(CS_ERR_NOMEM, 0, "out of memory queueing a removal");
     s->pending_rm = n;
+    col_removal_reason *w = realloc(s->pending_why, (s->n_pending_rm + 1) * sizeof *w);
+    if (w == NULL)
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory queueing a removal");
+    s->pending_why = w;
+    w[s->n_pending_rm] = why;
     if ((n[s->n_pending_rm] = strdup(id)) == NULL)
         return cs_err_new(CS_ERR_NOMEM, 0, "out of memory queueing a removal");
     s->n_pending_rm++;
     return NULL;
+}
+
+/*
+ * An AD object that changed but no longer matches ldap.filter, reported by col_dirsync / col_usn with its id
+ * and DN only. Most such reports are objects that never were in scope: one index lookup each, no read. One
+ * emitted and not removed is read again (any class) for its identity and stamps and leaves scope with an
+ * OUT_OF_SCOPE removal, which order_lifecycle() stamps past its last state. Gone meanwhile: a removal by
+ * id (its tombstone may not match the tracking filter, so it might never be reported otherwise).
+ */
+static cs_err *left_filter(svc *s, const col_object *o)
+{
+    Certsync__V1__Version *last = NULL;
+    col_object *full = NULL;
+    char base[COL_GUID_STR_LEN + 16];
+    cs_err *err = col_pipeline_last_version(s->pipe, col_object_id(o), &last);
+
+    if (err != NULL || last == NULL)
+        return err;
+    certsync__v1__version__free_unpacked(last, NULL);
+    snprintf(base, sizeof base, "<GUID=%s>", col_object_id(o));
+    if ((err = col_group_read_object(s->ldap, base, "(objectClass=*)", &full)))
+        return err;
+    if (full == NULL) {
+        err = submit_id_removal(s, col_object_id(o), NULL, COL_REMOVAL_DELETED);
+    } else {
+        col_change out = {.kind = COL_CHANGE_REMOVAL, .object = full, .reason = COL_REMOVAL_OUT_OF_SCOPE};
+        cs_log_kv(CS_LOG_INFO, FACILITY, "object no longer matches ldap.filter: out of scope", "object_id",
+                  col_object_id(o), "dn", col_object_dn(full), NULL);
+        err = submit_object(s, &out);
+    }
+    col_object_free(full);
+    return err;
+}
+
+/*
+ * syncrepl sends an entry that stops matching the search (an attribute change against ldap.filter, a move
+ * out of the base DN) as a delete, exactly like a deletion (RFC 4533). An entry whose entryUUID still
+ * exists in the naming context has left scope: OUT_OF_SCOPE. One search by entryUUID (indexed wherever
+ * syncrepl runs) per delete message; ids from a syncIdSet carry no DN and stay DELETED (a refresh may list
+ * thousands). A failed search keeps DELETED: the removal itself is right either way.
+ */
+static col_removal_reason syncrepl_removal_reason(svc *s, const col_change *ch)
+{
+    static const char *const attrs[] = {"1.1", NULL};
+    const col_object *o = ch->object;
+    const char *nc = NULL;
+    char filter[COL_GUID_STR_LEN + 16];
+    LDAPMessage *res = NULL;
+    long long ms = col_ldap_timeout_ms(s->ldap);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    col_removal_reason why = ch->reason;
+    int rc;
+
+    if (s->mode != COL_LDAP_MODE_SYNCREPL || ch->reason != COL_REMOVAL_DELETED || col_object_dn(o) == NULL ||
+        col_object_id(o) == NULL)
+        return why;
+    nc = col_ldap_naming_context_of(s->ldap, col_object_dn(o));
+    if (nc == NULL)
+        nc = s->cfg->ldap_base_dns[0];
+    snprintf(filter, sizeof filter, "(entryUUID=%s)", col_object_id(o));
+    rc = ldap_search_ext_s(col_ldap_handle(s->ldap), nc, LDAP_SCOPE_SUBTREE, filter, col_ldap_attrs(attrs), 0,
+                           NULL, NULL, &tv, 1, &res);
+    if (rc == LDAP_SUCCESS && ldap_first_entry(col_ldap_handle(s->ldap), res) != NULL)
+        why = COL_REMOVAL_OUT_OF_SCOPE;
+    else if (rc != LDAP_SUCCESS && rc != LDAP_NO_SUCH_OBJECT)
+        cs_log_kv(CS_LOG_WARN, FACILITY,
+                  "cannot tell a syncrepl delete from leaving scope: reported as deleted", "object_id",
+                  col_object_id(o), "error", ldap_err2string(rc), NULL);
+    ldap_msgfree(res);
+    return why;
 }
 
 static cs_err *on_change(void *ctx, const col_change *ch)
@@ -714,10 +794,13 @@ static cs_err *on_change(void *ctx, const col_change *ch)
         }
         return submit_object(s, ch);
     case COL_CHANGE_REMOVAL:
+        if (ch->reason == COL_REMOVAL_OUT_OF_SCOPE && s->mode != COL_LDAP_MODE_SYNCREPL &&
+            col_object_entry_csn(o) == NULL && !col_object_stamp(o, COL_STAMP_LIFECYCLE)->present)
+            return left_filter(s, o);
         /* syncrepl sends deletes (and entries leaving scope) as a DN and syncUUID without attributes, and a
            vanished AD tombstone has no metadata either: no stamp orders the removal yet. */
         if (col_object_entry_csn(o) == NULL && !col_object_stamp(o, COL_STAMP_LIFECYCLE)->present)
-            return queue_id_removal(s, col_object_id(o));
+            return queue_id_removal(s, col_object_id(o), syncrepl_removal_reason(s, ch));
         return submit_object(s, ch);
     case COL_CHANGE_PRESENT:
         col_pipeline_sweep_mark(s->pipe, col_object_id(o));
@@ -820,6 +903,8 @@ static cs_err *full_pass(svc *s, Certsync__V1__EmitReason reason)
         s->kafka_failed = true;
         goto cleanup;
     }
+    if (s->cfg->batch_max_events < COL_SERVICE_FULL_PASS_BATCH_EVENTS)
+        col_pipeline_set_batch_max_events(s->pipe, COL_SERVICE_FULL_PASS_BATCH_EVENTS);
     err = col_snapshot_run(s->ldap, s->cfg->ldap_base_dns, s->cfg->ldap_base_dn_count, s->filter, on_change,
                            s, &n, &skipped);
     if (err)
@@ -844,6 +929,7 @@ static cs_err *full_pass(svc *s, Certsync__V1__EmitReason reason)
            why, n, skipped, removed, (long long)(now_ms() - t0));
 cleanup:
     s->emit_reason = CERTSYNC__V1__EMIT_REASON__EMIT_REASON_CHANGE;
+    col_pipeline_set_batch_max_events(s->pipe, 0); /* tracking: batch.max_events again */
     if (err)
         col_pipeline_sweep_cancel(s->pipe);
     return err;
@@ -912,8 +998,8 @@ static cs_err *watch_group(svc *s)
     }
     if (err)
         return err;
-    cs_log(CS_LOG_INFO, FACILITY, "group %s changed: %zu joined, %zu left, %zu members",
-           s->cfg->ldap_group_dn, n, n_left, col_group_count(s->group));
+    cs_log(CS_LOG_INFO, FACILITY, "group %s changed: %zu joined, %zu left, %zu members, %zu nested groups",
+           s->cfg->ldap_group_dn, n, n_left, col_group_count(s->group), col_group_nested_count(s->group));
     update_scope_sha(s);
     return s->cookie != NULL ? set_position(s) : NULL;
 }
@@ -937,7 +1023,11 @@ static cs_err *track_syncrepl(svc *s, stop_cause *cause)
         /* Wait for the first message only, then take what is already there: col_syncrepl_step waits up to
            wait_ms for EACH message, so one long step would hold a single change back from the batch timer
            for a whole wait (measured: p50 ~240 ms from ldapmodify to commit). */
-        if ((err = col_syncrepl_step(s->sync, step_wait(s), 1, on_change, s, &n, &ended)))
+        /* --once after the refresh: the refresh's messages all came before its end (one connection, in
+           order), so only what is already here is taken; waiting for more would only wait for the persist
+           phase (measured: a fixed 200 ms on every --once). */
+        bool drain = s->o->once && s->sync != NULL && col_syncrepl_refreshed(s->sync) && s->n_pending_rm == 0;
+        if ((err = col_syncrepl_step(s->sync, drain ? 0 : step_wait(s), 1, on_change, s, &n, &ended)))
             return err;
         if (n > 0 && !ended) {
             size_t more = 0;
@@ -959,9 +1049,10 @@ static cs_err *track_syncrepl(svc *s, stop_cause *cause)
             col_syncrepl_free(s->sync);
             s->sync = NULL;
         }
-        /* --once: caught up when the refresh is over and nothing arrived for a step's wait. */
-        if (s->o->once && s->sync && col_syncrepl_refreshed(s->sync) && n == 0 &&
-            now_ms() - last_change >= COL_SERVICE_STEP_WAIT_MS && s->n_pending_rm == 0) {
+        /* --once: caught up when the refresh is over and nothing more is already here (after a step
+           that waited: nothing arrived for a step's wait). */
+        if (s->o->once && s->sync && col_syncrepl_refreshed(s->sync) && n == 0 && s->n_pending_rm == 0 &&
+            (drain || now_ms() - last_change >= COL_SERVICE_STEP_WAIT_MS)) {
             *cause = CAUSE_ONCE_DONE;
             return NULL;
         }
@@ -1087,16 +1178,16 @@ static cs_err *connect_dir(svc *s)
     s->filter = NULL;
     /* memberOf narrows the server's answers on AD only; OpenLDAP may lack it (col_group_is_member there). */
     if (err == NULL)
-        err =
-            col_scope_filter(col_config_filter(s->cfg, col_ldap_kind(s->ldap) == COL_DIR_AD),
-                             col_ldap_kind(s->ldap) == COL_DIR_AD ? s->cfg->ldap_group_dn : NULL, &s->filter);
+        err = col_scope_filter(col_config_filter(s->cfg, col_ldap_kind(s->ldap) == COL_DIR_AD),
+                               col_ldap_kind(s->ldap) == COL_DIR_AD ? s->cfg->ldap_group_dn : NULL,
+                               s->cfg->ldap_group_nested, &s->filter);
     /* The member set is read again on every connect: the scope hash then tells need_full_pass() whether
        the members differ from those of the committed checkpoint (changed while down, or aborted). */
     col_group_free(s->group);
     s->group = NULL;
     if (err == NULL && s->cfg->ldap_group_dn != NULL && s->cfg->ldap_group_dn[0] != '\0') {
         bool changed = false;
-        err = col_group_new(s->cfg->ldap_group_dn, &s->group);
+        err = col_group_new(s->cfg->ldap_group_dn, s->cfg->ldap_group_nested, &s->group);
         if (err == NULL)
             err = col_group_refresh(s->group, s->ldap, true, &changed);
         s->group_due_ms = now_ms() + s->cfg->ldap_poll_interval_ms;

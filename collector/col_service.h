@@ -59,6 +59,10 @@
 #define COL_SERVICE_STEP_WAIT_MS 200
 /* Messages handled per syncrepl step. */
 #define COL_SERVICE_STEP_MESSAGES 256
+/* Events per Kafka transaction during a full pass, when batch.max_events is smaller: each commit stops the
+ * directory read for a round trip to Kafka, and the batch (encoded events, ~1-3 KB each) is held in memory
+ * until committed. */
+#define COL_SERVICE_FULL_PASS_BATCH_EVENTS 2000
 /* Id-only removals (syncrepl delete) waiting for the cookie that covers them. */
 #define COL_SERVICE_MAX_PENDING_REMOVALS 100000
 

@@ -8,7 +8,7 @@
  *   - entry with sync state add/modify  -> COL_CHANGE_UPSERT (full state: the entry is complete);
  *   - state delete                      -> COL_CHANGE_REMOVAL (id from syncUUID; syncprov also sends
  *                                          delete when an entry stops matching the filter, so the
- *                                          reason is DELETED for both);
+ *                                          reason is DELETED for both; col_service tells them apart);
  *   - state present, syncIdSet without refreshDeletes -> COL_CHANGE_PRESENT (id only);
  *   - syncIdSet with refreshDeletes     -> COL_CHANGE_REMOVAL per UUID;
  *   - end of a present phase (refreshPresent info) -> COL_CHANGE_REFRESH_DONE with sweep: objects not

@@ -22,6 +22,7 @@ static const unsigned char MAGIC[4] = {'U', 'S', 'N', '1'};
 struct col_usn {
     col_ldap *c;
     char *filter; /* tracking filter: scope filter plus tombstones */
+    char *broad;  /* col_scope_broad_filter(): the objects that can leave the scope filter */
     char **bases; /* NULL-terminated copies */
     size_t n_bases;
     char *ncs[MAX_NCS]; /* copies: the rootDSE re-read of every poll frees c's */
@@ -71,6 +72,7 @@ void col_usn_free(col_usn *u)
     if (u == NULL)
         return;
     free(u->filter);
+    free(u->broad);
     for (size_t i = 0; u->bases != NULL && i < u->n_bases; i++)
         free(u->bases[i]);
     free(u->bases);
@@ -103,6 +105,8 @@ cs_err *col_usn_new(col_ldap *c, const char *filter, const char *const *base_dns
     }
     u->c = c;
     err = col_scope_tracking_filter(filter, &u->filter);
+    if (err == NULL)
+        err = col_scope_broad_filter(filter, &u->broad);
     if (err != NULL)
         goto cleanup;
     for (size_t i = 0; i < n; i++) {
@@ -237,10 +241,45 @@ cleanup:
     return err;
 }
 
-/* One naming context, page by page, with the show-deleted control. */
-static cs_err *search_nc(col_usn *u, const char *nc, const char *filter, col_change_cb cb, void *ctx,
-                         size_t *n)
+/* An object that changed and no longer matches the filter: an OUT_OF_SCOPE removal with id and DN only. */
+static cs_err *report_left(col_usn *u, LDAPMessage *e, col_change_cb cb, void *ctx, size_t *n)
 {
+    LDAP *ld = col_ldap_handle(u->c);
+    struct berval **guid = ldap_get_values_len(ld, e, "objectGUID");
+    char *dn = ldap_get_dn(ld, e);
+    char id[COL_GUID_STR_LEN];
+    col_object *o = NULL;
+    cs_err *err = NULL;
+
+    if (guid == NULL || guid[0] == NULL || guid[0]->bv_len != 16 || dn == NULL) {
+        cs_log_kv(CS_LOG_ERROR, FAC, "entry without a 16-byte objectGUID skipped", "dn", dn, NULL);
+        goto cleanup;
+    }
+    col_guid_format_ad((const unsigned char *)guid[0]->bv_val, id);
+    err = col_object_new(COL_DIR_AD, dn, &o);
+    if (err == NULL)
+        err = col_object_set_id(o, id);
+    if (err == NULL) {
+        col_change ch = {.kind = COL_CHANGE_REMOVAL, .object = o, .reason = COL_REMOVAL_OUT_OF_SCOPE};
+        err = cb(ctx, &ch);
+        (*n)++;
+    }
+cleanup:
+    col_object_free(o);
+    ldap_memfree(dn);
+    ldap_value_free_len(guid);
+    return err;
+}
+
+/*
+ * One naming context, page by page. `left`: the search for objects that left the filter (objectGUID only,
+ * no show-deleted: a tombstone is reported by the other search); otherwise the full objects, tombstones
+ * included.
+ */
+static cs_err *search_nc(col_usn *u, const char *nc, const char *filter, bool left, col_change_cb cb,
+                         void *ctx, size_t *n)
+{
+    static const char *const guid_attrs[] = {"objectGUID", NULL};
     LDAP *ld = col_ldap_handle(u->c);
     struct berval *cookie = NULL;
     LDAPControl *show = NULL;
@@ -265,9 +304,10 @@ static cs_err *search_nc(col_usn *u, const char *nc, const char *filter, col_cha
             err = col_ldap_error(u->c, "creating the paged-results control", rc);
             break;
         }
-        sctrls[0] = show;
-        sctrls[1] = page;
-        rc = ldap_search_ext_s(ld, nc, LDAP_SCOPE_SUBTREE, filter, u->attrs, 0, sctrls, NULL, &tv,
+        sctrls[0] = left ? page : show;
+        sctrls[1] = left ? NULL : page;
+        rc = ldap_search_ext_s(ld, nc, LDAP_SCOPE_SUBTREE, filter,
+                               left ? col_ldap_attrs(guid_attrs) : u->attrs, 0, sctrls, NULL, &tv,
                                LDAP_NO_LIMIT, &res);
         ldap_control_free(page);
         if (rc != LDAP_SUCCESS) {
@@ -278,7 +318,7 @@ static cs_err *search_nc(col_usn *u, const char *nc, const char *filter, col_cha
             break;
         }
         for (e = ldap_first_entry(ld, res); e != NULL && err == NULL; e = ldap_next_entry(ld, e))
-            err = report(u, e, cb, ctx, n);
+            err = left ? report_left(u, e, cb, ctx, n) : report(u, e, cb, ctx, n);
         if (err == NULL) {
             rc = ldap_parse_result(ld, res, &result, NULL, NULL, NULL, &rctrls, 0);
             if (rc != LDAP_SUCCESS || result != LDAP_SUCCESS)
@@ -353,7 +393,18 @@ cs_err *col_usn_poll(col_usn *u, col_change_cb cb, void *ctx, size_t *n_changes,
         return cs_err_new(CS_ERR_CONFIG, 0, "the uSNChanged filter is too long; shorten ldap.filter");
     }
     for (size_t i = 0; i < u->n_ncs && err == NULL; i++)
-        err = search_nc(u, u->ncs[i], filter, cb, ctx, n_changes);
+        err = search_nc(u, u->ncs[i], filter, false, cb, ctx, n_changes);
+    /* The objects of the broad filter that changed in the window and no longer match: they left the
+       filter (or never matched it; the caller's index tells). GUIDs only: most are never-emitted objects. */
+    if (err == NULL) {
+        len = snprintf(filter, COL_SCOPE_MAX_FILTER + 64,
+                       "(&(uSNChanged>=%" PRId64 ")(uSNChanged<=%" PRId64 ")%s(!%s))",
+                       u->pos.highest_committed_usn + 1, now.highest_committed_usn, u->broad, u->filter);
+        if (len < 0 || len >= COL_SCOPE_MAX_FILTER + 64)
+            err = cs_err_new(CS_ERR_CONFIG, 0, "the uSNChanged filter is too long; shorten ldap.filter");
+    }
+    for (size_t i = 0; i < u->n_ncs && err == NULL; i++)
+        err = search_nc(u, u->ncs[i], filter, true, cb, ctx, n_changes);
     free(filter);
     if (err == NULL) {
         unsigned char enc[COL_USN_POSITION_MAX_ENCODED];

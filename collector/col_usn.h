@@ -17,10 +17,13 @@
  *        - isDeleted: TRUE, lastKnownParent under a base DN (or absent) -> COL_CHANGE_REMOVAL (DELETED);
  *        - DN under none of the base DNs                            -> COL_CHANGE_REMOVAL (OUT_OF_SCOPE);
  *        - otherwise                                                -> COL_CHANGE_UPSERT (full state);
- *   4. one COL_CHANGE_COOKIE with the new position (col_usn_position_encode) at the end of the pass, only
+ *   4. per naming context, objectGUID only, (&(uSNChanged>=prev+1)(uSNChanged<=H)<broad>(!<tracking
+ *      filter>)), the broad filter being col_scope_broad_filter(filter): objects that changed and no longer
+ *      match the filter -> COL_CHANGE_REMOVAL (OUT_OF_SCOPE) with the id and DN only (the caller's index
+ *      tells whether it ever was in scope: most never were, and cost one GUID each);
+ *   5. one COL_CHANGE_COOKIE with the new position (col_usn_position_encode) at the end of the pass, only
  *      when H moved: results are not ordered by uSNChanged, so no earlier point of a pass is a position.
- * An object that stops matching the filter without moving or being deleted (including leaving ldap.group_dn)
- * is not seen by the search: it is caught by the next full resync (see col_scope.h).
+ * Leaving ldap.group_dn moves no stamp of the user (a back link): the group is watched instead (col_group).
  */
 #ifndef COL_USN_H
 #define COL_USN_H

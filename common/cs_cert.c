@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,7 @@ typedef struct cert_entry {
     size_t iss_len;
     unsigned role; /* MS-OXOABK tag the certificate came in, 0 otherwise */
     bool readable;
+    unsigned char md[32]; /* SHA-256 of the certificate's DER (info.sha256_hex as bytes) */
 } cert_entry;
 
 struct cs_cert_value {
@@ -127,6 +129,7 @@ struct cs_cert_value {
     size_t n_certs;
     size_t n_certs_seen; /* including those over CS_CERT_MAX_CERTS */
     int user;
+    unsigned char sha256[32]; /* of the whole value (cs_cert_value_sha256) */
 };
 
 typedef struct parse_ctx {
@@ -571,6 +574,118 @@ static char *name_string(const X509_NAME *nm)
     return out;
 }
 
+/*
+ * The attribute types name_text_fast prints: the common ones of user and CA names. Their short names come
+ * from OpenSSL (OBJ_nid2sn), as X509_NAME_print_ex's XN_FLAG_FN_SN prints them.
+ */
+static const int fast_name_nids[] = {
+    NID_commonName,
+    NID_countryName,
+    NID_localityName,
+    NID_stateOrProvinceName,
+    NID_organizationName,
+    NID_organizationalUnitName,
+    NID_pkcs9_emailAddress,
+    NID_domainComponent,
+    NID_userId,
+    NID_serialNumber,
+    NID_title,
+    NID_surname,
+    NID_givenName,
+};
+#define FAST_NAME_MAX_RDNS 32
+
+/* The short name of a fast_name_nids attribute type whose OID contents are [oid, oid+n), or NULL. */
+static const char *fast_name_sn(const unsigned char *oid, size_t n)
+{
+    for (size_t i = 0; i < sizeof fast_name_nids / sizeof fast_name_nids[0]; i++) {
+        const ASN1_OBJECT *o = OBJ_nid2obj(fast_name_nids[i]);
+        if (o && (size_t)OBJ_length(o) == n && memcmp(OBJ_get0_data(o), oid, n) == 0)
+            return OBJ_nid2sn(fast_name_nids[i]);
+    }
+    return NULL;
+}
+
+/* A value that X509_NAME_print_ex (RFC 2253 flags, UTF-8 kept) prints byte for byte as it is: printable
+ * ASCII, none of the characters RFC 2253 escapes (,+"\<>;), no leading '#' or space, no trailing space. */
+static bool fast_name_value_ok(const unsigned char *c, size_t n)
+{
+    if (n == 0 || c[0] == '#' || c[0] == ' ' || c[n - 1] == ' ')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (c[i] < 0x20 || c[i] > 0x7e || strchr(",+\"\\<>;", c[i]))
+            return false;
+    return true;
+}
+
+/*
+ * The text of a Name's DER [der, der+n) exactly as name_string() of its decoded form gives it, for the
+ * common case: each RDN one attribute of a fast_name_nids type, a PrintableString, UTF8String or
+ * IA5String value for which fast_name_value_ok holds. *out is NULL when the name is anything else (the
+ * caller falls back to OpenSSL) or memory ran out (*oom). Printing with X509_NAME_print_ex through a BIO
+ * was about a tenth of a snapshot's CPU; fuzz_cert_diff compares the two.
+ */
+static char *name_text_fast(const unsigned char *der, size_t n, bool *oom)
+{
+    der_walk w = {.base = der, .ber = false, .err = ""};
+    der_elem name, rdn[FAST_NAME_MAX_RDNS];
+    const char *sn[FAST_NAME_MAX_RDNS];
+    der_elem val[FAST_NAME_MAX_RDNS];
+    size_t n_rdn = 0, total = 0;
+    const unsigned char *p, *end;
+
+    *oom = false;
+    if (!der_get(&w, der, der + n, 0, &name) || name.tag != TAG_SEQ || name.next != der + n)
+        return NULL;
+    for (p = name.body, end = body_end(&name); p < end; p = rdn[n_rdn++].next) {
+        der_elem atv, oid;
+        if (n_rdn == FAST_NAME_MAX_RDNS || !der_get(&w, p, end, 0, &rdn[n_rdn]) || rdn[n_rdn].tag != TAG_SET)
+            return NULL;
+        /* Exactly one AttributeTypeAndValue { OID, value } in the SET (no multi-valued RDN). */
+        if (!der_get(&w, rdn[n_rdn].body, body_end(&rdn[n_rdn]), 0, &atv) || atv.tag != TAG_SEQ ||
+            atv.next != body_end(&rdn[n_rdn]))
+            return NULL;
+        if (!der_get(&w, atv.body, body_end(&atv), 0, &oid) || oid.tag != TAG_OID ||
+            !der_get(&w, oid.next, body_end(&atv), 0, &val[n_rdn]) || val[n_rdn].next != body_end(&atv))
+            return NULL;
+        if (val[n_rdn].tag != V_ASN1_PRINTABLESTRING && val[n_rdn].tag != V_ASN1_UTF8STRING &&
+            val[n_rdn].tag != V_ASN1_IA5STRING)
+            return NULL;
+        if (!fast_name_value_ok(val[n_rdn].body, val[n_rdn].body_len) ||
+            !(sn[n_rdn] = fast_name_sn(oid.body, oid.body_len)))
+            return NULL;
+        total += strlen(sn[n_rdn]) + 2 + val[n_rdn].body_len; /* "sn=value," */
+    }
+    if (n_rdn == 0)
+        return NULL;
+    char *out = malloc(total + 1), *o = out;
+    if (!out) {
+        *oom = true;
+        return NULL;
+    }
+    /* RFC 2253 order: the last RDN first, separated by ','. */
+    for (size_t i = n_rdn; i-- > 0;) {
+        size_t sl = strlen(sn[i]);
+        memcpy(o, sn[i], sl);
+        o += sl;
+        *o++ = '=';
+        memcpy(o, val[i].body, val[i].body_len);
+        o += val[i].body_len;
+        if (i > 0)
+            *o++ = ',';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* name_string of `nm`, whose DER is [der, der+n): by name_text_fast when it can, else by OpenSSL. */
+static char *name_text(const unsigned char *der, size_t n, const X509_NAME *nm)
+{
+    bool oom = false;
+    char *t = name_text_fast(der, n, &oom);
+    return t || oom ? t : name_string(nm);
+}
+
 /* ---------------------------------------------------------------- process-wide caches */
 
 /* OpenSSL 3.0 looks SHA-256 up in its provider store on every EVP_sha256() digest (a lock and a hash
@@ -625,8 +740,8 @@ static bool issuer_known(const unsigned char *der, size_t len)
     return hit;
 }
 
-/* On a hit: *text gets a copy of the issuer's text (NULL when out of memory) and *self_issued whether
- * `subj` equals it (X509_NAME_cmp). False when the name is not (or no longer) cached. */
+/* On a hit: *text gets a copy of the issuer's text (NULL when out of memory) and, unless `subj` is NULL,
+ * *self_issued whether `subj` equals it (X509_NAME_cmp). False when the name is not (or no longer) cached. */
 static bool issuer_lookup(const unsigned char *der, size_t len, const X509_NAME *subj, char **text,
                           bool *self_issued)
 {
@@ -634,7 +749,8 @@ static bool issuer_lookup(const unsigned char *der, size_t len, const X509_NAME 
     const issuer_slot *sl = issuer_find(der, len);
     if (sl) {
         *text = strdup(sl->text);
-        *self_issued = X509_NAME_cmp(subj, sl->name) == 0;
+        if (subj)
+            *self_issued = X509_NAME_cmp(subj, sl->name) == 0;
     }
     pthread_mutex_unlock(&issuer_lock);
     return sl != NULL;
@@ -851,6 +967,290 @@ static void extensions_summarise(const STACK_OF(X509_EXTENSION) * exts, cs_cert_
     ERR_clear_error();
 }
 
+/* ---------------------------------------------------------------- fast readers of the summary */
+
+/*
+ * Decoding the subject and the extensions with OpenSSL (d2i_X509_NAME, d2i_X509_EXTENSIONS, then each
+ * extension) was about a quarter of a snapshot's CPU, most of it allocations. The readers below take the
+ * same facts straight from the DER for the common, strictly encoded case and say "don't know" (false) on
+ * anything else, and the caller then takes the OpenSSL path as before; so a certificate's summary is the
+ * same either way. fuzz_cert_diff checks that by parsing every input with them on and off
+ * (cs_cert_fast_paths) and against OpenSSL.
+ */
+static bool fast_paths_on = true;
+/* How often each reader settled a certificate without OpenSSL (cs_cert_fast_path_counts). */
+static atomic_ulong fast_subject_count, fast_extensions_count;
+
+void cs_cert_fast_paths(bool on)
+{
+    fast_paths_on = on;
+}
+
+void cs_cert_fast_path_counts(unsigned long *subjects, unsigned long *extensions)
+{
+    if (subjects)
+        *subjects = atomic_load_explicit(&fast_subject_count, memory_order_relaxed);
+    if (extensions)
+        *extensions = atomic_load_explicit(&fast_extensions_count, memory_order_relaxed);
+}
+
+#define FAST_CANON_MAX 1024
+
+/* der_get for the fast readers: also false when the length is not in its shortest (DER) form. */
+static bool der_get_strict(der_walk *w, const unsigned char *p, const unsigned char *end, der_elem *e)
+{
+    if (!der_get(w, p, end, 0, e))
+        return false;
+    size_t hdr = (size_t)(e->body - e->start);
+    size_t want = e->body_len < 0x80 ? 2 : e->body_len < 0x100 ? 3 : e->body_len < 0x10000 ? 4 : 5;
+    return hdr == want;
+}
+
+/*
+ * X509_NAME_cmp compares names by OpenSSL's canonical form (x509_name_canon: each string value as UTF-8,
+ * leading and trailing white space dropped, inner runs of it collapsed to one space, ASCII lowercased;
+ * multi-valued RDNs sorted). For a strict Name (each RDN one attribute, a PrintableString, UTF8String or
+ * IA5String of printable ASCII; the only white space is ' ') this writes an encoding of that canonical form
+ * into out (length *out_len): two such names compare equal with X509_NAME_cmp exactly when these are equal.
+ * Such a name also decodes with d2i_X509_NAME. False for any other name, or one that does not fit.
+ */
+static bool fast_name_canon(const unsigned char *der, size_t n, unsigned char out[FAST_CANON_MAX],
+                            size_t *out_len)
+{
+    der_walk w = {.base = der, .ber = false, .err = ""};
+    der_elem name, rdn, atv, oid, val;
+    size_t o = 0, n_rdn = 0;
+
+    if (!der_get_strict(&w, der, der + n, &name) || name.tag != TAG_SEQ || name.next != der + n)
+        return false;
+    for (const unsigned char *p = name.body, *end = body_end(&name); p < end; p = rdn.next) {
+        if (++n_rdn > FAST_NAME_MAX_RDNS || !der_get_strict(&w, p, end, &rdn) || rdn.tag != TAG_SET)
+            return false;
+        if (!der_get_strict(&w, rdn.body, body_end(&rdn), &atv) || atv.tag != TAG_SEQ ||
+            atv.next != body_end(&rdn))
+            return false;
+        if (!der_get_strict(&w, atv.body, body_end(&atv), &oid) || oid.tag != TAG_OID ||
+            !oid_ok(oid.body, oid.body_len) || oid.body_len > 255 ||
+            !der_get_strict(&w, oid.next, body_end(&atv), &val) || val.next != body_end(&atv))
+            return false;
+        if (val.tag != V_ASN1_PRINTABLESTRING && val.tag != V_ASN1_UTF8STRING && val.tag != V_ASN1_IA5STRING)
+            return false;
+        /* type: length octet and OID contents; value: two length octets and the canonical text */
+        if (FAST_CANON_MAX - o < 1 + oid.body_len + 2 + val.body_len)
+            return false;
+        out[o++] = (unsigned char)oid.body_len;
+        memcpy(out + o, oid.body, oid.body_len);
+        o += oid.body_len;
+        size_t len_at = o;
+        o += 2;
+        const unsigned char *s = val.body, *e = body_end(&val);
+        for (const unsigned char *c = s; c < e; c++)
+            if (*c < 0x20 || *c > 0x7e)
+                return false;
+        while (s < e && *s == ' ')
+            s++;
+        while (e > s && e[-1] == ' ')
+            e--;
+        size_t start = o;
+        while (s < e) {
+            if (*s == ' ') {
+                out[o++] = ' ';
+                while (*s == ' ') /* stops: the last byte is not a space */
+                    s++;
+            } else {
+                out[o++] = (unsigned char)(*s >= 'A' && *s <= 'Z' ? *s - 'A' + 'a' : *s);
+                s++;
+            }
+        }
+        out[len_at] = (unsigned char)((o - start) >> 8);
+        out[len_at + 1] = (unsigned char)(o - start);
+    }
+    if (n_rdn == 0)
+        return false;
+    *out_len = o;
+    return true;
+}
+
+static const unsigned char OID_EMAIL_ADDRESS[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01};
+
+/* The subject emailAddress values of a name fast_name_canon accepted, in order, into `emails` (as the
+ * OpenSSL path's ASN1_STRING_to_UTF8 gives them: printable ASCII converts to itself). */
+static void fast_name_emails(const unsigned char *der, size_t n, email_list *emails)
+{
+    der_walk w = {.base = der, .ber = false, .err = ""};
+    der_elem name, rdn, atv, oid, val;
+    if (!der_get_strict(&w, der, der + n, &name))
+        return;
+    for (const unsigned char *p = name.body, *end = body_end(&name); p < end; p = rdn.next) {
+        if (!der_get_strict(&w, p, end, &rdn) || !der_get_strict(&w, rdn.body, body_end(&rdn), &atv) ||
+            !der_get_strict(&w, atv.body, body_end(&atv), &oid) ||
+            !der_get_strict(&w, oid.next, body_end(&atv), &val))
+            return; /* not reached: the name was checked */
+        if (oid_is(&oid, OID_EMAIL_ADDRESS, sizeof OID_EMAIL_ADDRESS))
+            email_add(emails, val.body, val.body_len);
+    }
+}
+
+/* What fast_extensions found. */
+typedef struct fast_ext {
+    bool has_ku, has_eku, eku_email, eku_any;
+    uint32_t ku;
+    der_elem san; /* the first subjectAltName's GeneralNames; san.start NULL when none */
+} fast_ext;
+
+static const unsigned char OID_EXT_KU[] = {0x55, 0x1d, 0x0f};
+static const unsigned char OID_EXT_EKU[] = {0x55, 0x1d, 0x25};
+static const unsigned char OID_EXT_SAN[] = {0x55, 0x1d, 0x11};
+static const unsigned char OID_EKU_EMAIL[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x04};
+static const unsigned char OID_EKU_ANY[] = {0x55, 0x1d, 0x25, 0x00};
+
+/* keyUsage contents [c, c+n): exactly one primitive BIT STRING. Bits as ASN1_BIT_STRING_get_bit reads them
+ * (the unused bits of the last octet cleared, as c2i_ASN1_BIT_STRING clears them). */
+static bool fast_ku(const unsigned char *c, size_t n, uint32_t *ku)
+{
+    der_walk w = {.base = c, .ber = false, .err = ""};
+    der_elem bs;
+    if (!der_get_strict(&w, c, c + n, &bs) || bs.tag != TAG_BIT_STRING || bs.next != c + n ||
+        !bits_ok(bs.body, bs.body_len))
+        return false;
+    const unsigned char *data = bs.body + 1;
+    size_t len = bs.body_len - 1;
+    unsigned unused = bs.body[0];
+    *ku = 0;
+    for (unsigned b = 0; b < 9; b++) {
+        size_t at = b / 8;
+        if (at >= len)
+            break;
+        unsigned char octet = at == len - 1 ? (unsigned char)(data[at] & (0xffu << unused)) : data[at];
+        if (octet & (0x80u >> (b % 8)))
+            *ku |= 1u << b;
+    }
+    return true;
+}
+
+/* extKeyUsage contents: one SEQUENCE of at least one OBJECT IDENTIFIER. */
+static bool fast_eku(const unsigned char *c, size_t n, fast_ext *fx)
+{
+    der_walk w = {.base = c, .ber = false, .err = ""};
+    der_elem seq, oid;
+    if (!der_get_strict(&w, c, c + n, &seq) || seq.tag != TAG_SEQ || seq.next != c + n || seq.body_len == 0)
+        return false;
+    for (const unsigned char *p = seq.body, *end = body_end(&seq); p < end; p = oid.next) {
+        if (!der_get_strict(&w, p, end, &oid) || oid.tag != TAG_OID || !oid_ok(oid.body, oid.body_len))
+            return false;
+        if (oid_is(&oid, OID_EKU_EMAIL, sizeof OID_EKU_EMAIL))
+            fx->eku_email = true;
+        else if (oid_is(&oid, OID_EKU_ANY, sizeof OID_EKU_ANY))
+            fx->eku_any = true;
+    }
+    return true;
+}
+
+/* subjectAltName contents: one non-empty SEQUENCE of GeneralNames of the kinds GENERAL_NAMES decodes
+ * without question: rfc822Name, dNSName, URI (primitive IA5String), iPAddress, registeredID, and an
+ * otherName whose value is a UTF8String of printable ASCII (the AD UPN). */
+static bool fast_san(const unsigned char *c, size_t n, der_elem *out)
+{
+    der_walk w = {.base = c, .ber = false, .err = ""};
+    der_elem seq, gn;
+    if (!der_get_strict(&w, c, c + n, &seq) || seq.tag != TAG_SEQ || seq.next != c + n || seq.body_len == 0)
+        return false;
+    for (const unsigned char *p = seq.body, *end = body_end(&seq); p < end; p = gn.next) {
+        if (!der_get_strict(&w, p, end, &gn))
+            return false;
+        switch (gn.tag) {
+        case 0x81: /* rfc822Name */
+        case 0x82: /* dNSName */
+        case 0x86: /* uniformResourceIdentifier */
+        case 0x87: /* iPAddress */
+            break;
+        case 0x88: /* registeredID */
+            if (!oid_ok(gn.body, gn.body_len))
+                return false;
+            break;
+        case 0xa0: { /* otherName ::= SEQUENCE { type-id OID, value [0] EXPLICIT ANY } */
+            der_elem oid, ex, v;
+            const unsigned char *ge = body_end(&gn);
+            if (!der_get_strict(&w, gn.body, ge, &oid) || oid.tag != TAG_OID ||
+                !oid_ok(oid.body, oid.body_len) || !der_get_strict(&w, oid.next, ge, &ex) || ex.tag != 0xa0 ||
+                ex.next != ge || !der_get_strict(&w, ex.body, body_end(&ex), &v) ||
+                v.tag != V_ASN1_UTF8STRING || v.next != body_end(&ex))
+                return false;
+            for (size_t i = 0; i < v.body_len; i++)
+                if (v.body[i] < 0x20 || v.body[i] > 0x7e)
+                    return false;
+            break;
+        }
+        default:
+            return false;
+        }
+    }
+    *out = seq;
+    return true;
+}
+
+/*
+ * The Extensions SEQUENCE `seq`, read for the summary as extensions_summarise reads d2i_X509_EXTENSIONS'
+ * result: each Extension { OID, critical TRUE (0xff) or absent, primitive OCTET STRING } and nothing more,
+ * the first keyUsage, extKeyUsage and subjectAltName decoding cleanly and filling their OCTET STRING.
+ * False (fx unspecified) for anything else: an empty list, a critical flag that is not DER TRUE, BER,
+ * contents extensions_summarise would flag.
+ */
+static bool fast_extensions(const der_elem *seq, fast_ext *fx)
+{
+    der_walk w = {.base = seq->start, .ber = false, .err = ""};
+    der_elem ext, oid, crit, os;
+    bool seen_ku = false, seen_eku = false, seen_san = false;
+
+    memset(fx, 0, sizeof *fx);
+    if (seq->body_len == 0)
+        return false;
+    for (const unsigned char *p = seq->body, *end = body_end(seq); p < end; p = ext.next) {
+        if (!der_get_strict(&w, p, end, &ext) || ext.tag != TAG_SEQ)
+            return false;
+        const unsigned char *q = ext.body, *xe = body_end(&ext);
+        if (!der_get_strict(&w, q, xe, &oid) || oid.tag != TAG_OID || !oid_ok(oid.body, oid.body_len))
+            return false;
+        q = oid.next;
+        if (q < xe && *q == V_ASN1_BOOLEAN) {
+            if (!der_get_strict(&w, q, xe, &crit) || crit.body_len != 1 || crit.body[0] != 0xff)
+                return false;
+            q = crit.next;
+        }
+        if (!der_get_strict(&w, q, xe, &os) || os.tag != V_ASN1_OCTET_STRING || os.next != xe)
+            return false;
+        if (oid_is(&oid, OID_EXT_KU, sizeof OID_EXT_KU) && !seen_ku) {
+            seen_ku = true;
+            if (!fast_ku(os.body, os.body_len, &fx->ku))
+                return false;
+            fx->has_ku = true;
+        } else if (oid_is(&oid, OID_EXT_EKU, sizeof OID_EXT_EKU) && !seen_eku) {
+            seen_eku = true;
+            if (!fast_eku(os.body, os.body_len, fx))
+                return false;
+            fx->has_eku = true;
+        } else if (oid_is(&oid, OID_EXT_SAN, sizeof OID_EXT_SAN) && !seen_san) {
+            seen_san = true;
+            if (!fast_san(os.body, os.body_len, &fx->san))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* The rfc822Names of a GeneralNames fast_san accepted, in order, into `emails`. */
+static void fast_san_emails(const der_elem *san, email_list *emails)
+{
+    der_walk w = {.base = san->start, .ber = false, .err = ""};
+    der_elem gn;
+    for (const unsigned char *p = san->body, *end = body_end(san); p < end; p = gn.next) {
+        if (!der_get_strict(&w, p, end, &gn))
+            return; /* not reached: checked */
+        if (gn.tag == 0x81)
+            email_add(emails, gn.body, gn.body_len);
+    }
+}
+
 /*
  * The fast path: fills ce from the certificate DER [der, der+n) (exactly one
  * element). The value base is used for offsets in the reason. On
@@ -866,7 +1266,13 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
     STACK_OF(X509_EXTENSION) *exts = NULL;
     email_list emails = {0};
     fill_result res = FILL_UNREADABLE;
-    unsigned char md[32];
+    unsigned char *md = ce->md;
+    /* The fast readers' results: subj_canon when the subject is strict (then subj stays NULL until
+     * something needs it decoded), fx when the extensions are. */
+    unsigned char subj_canon[FAST_CANON_MAX];
+    size_t subj_canon_len = 0;
+    bool subj_fast = false, ext_fast = false;
+    fast_ext fx = {0};
     der_elem cert, tbs, sigalg, sig, e, algoid, serial, validity, spki, spki_alg, spki_bits;
 
     ci->der_offset = (size_t)(der - value_base);
@@ -875,7 +1281,7 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
         res = FILL_OOM;
         goto cleanup;
     }
-    hex_lower(md, sizeof md, ci->sha256_hex);
+    hex_lower(md, sizeof ce->md, ci->sha256_hex);
 
     const unsigned char *p = der, *end = der + n;
     if (!der_expect(&w, &p, end, TAG_SEQ, "Certificate", &cert))
@@ -972,8 +1378,11 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
     if (!der_expect(&w, &p, end, TAG_SEQ, "subject", &e))
         goto fail_walk;
     q = e.start;
-    subj = d2i_X509_NAME(NULL, &q, (long)(e.next - e.start));
-    if (!subj || q != e.next) {
+    subj_fast =
+        fast_paths_on && fast_name_canon(e.start, (size_t)(e.next - e.start), subj_canon, &subj_canon_len);
+    if (!subj_fast)
+        subj = d2i_X509_NAME(NULL, &q, (long)(e.next - e.start));
+    if (!subj_fast && (!subj || q != e.next)) {
         char m[WHY_MAX];
         why_openssl(m, sizeof m, "subject");
         werr(&w, "%s at offset %zu", m, (size_t)(e.start - value_base));
@@ -1018,8 +1427,10 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
                 goto fail_walk;
             }
             q = seq.start;
-            exts = d2i_X509_EXTENSIONS(NULL, &q, (long)(seq.next - seq.start));
-            if (!exts || q != seq.next) {
+            ext_fast = fast_paths_on && fast_extensions(&seq, &fx);
+            if (!ext_fast)
+                exts = d2i_X509_EXTENSIONS(NULL, &q, (long)(seq.next - seq.start));
+            if (!ext_fast && (!exts || q != seq.next)) {
                 char m[WHY_MAX];
                 why_openssl(m, sizeof m, "extensions");
                 werr(&w, "%s at offset %zu", m, (size_t)(seq.start - value_base));
@@ -1031,8 +1442,33 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
 
     /* Everything that can make the certificate unreadable is behind us; now the summary. */
     ci->serial_hex = serial_hex(serial.body, serial.body_len);
-    ci->subject = name_string(subj);
-    if (!iss && !issuer_lookup(ce->iss, ce->iss_len, subj, &ci->issuer, &ci->self_issued)) {
+    /* self_issued from the canonical forms when both names are strict; else the subject is decoded for
+     * X509_NAME_cmp (it decodes: fast_name_canon accepted it). */
+    bool self_known = false;
+    if (subj_fast) {
+        unsigned char iss_canon[FAST_CANON_MAX];
+        size_t iss_canon_len = 0;
+        if (fast_name_canon(ce->iss, ce->iss_len, iss_canon, &iss_canon_len)) {
+            ci->self_issued =
+                iss_canon_len == subj_canon_len && memcmp(iss_canon, subj_canon, subj_canon_len) == 0;
+            self_known = true;
+        }
+    }
+    bool name_oom = false;
+    if (subj_fast)
+        ci->subject = name_text_fast(ce->subj, ce->subj_len, &name_oom);
+    if (!name_oom && (!ci->subject || !self_known) && !subj) {
+        q = ce->subj;
+        subj = d2i_X509_NAME(NULL, &q, (long)ce->subj_len);
+        if (!subj) {
+            res = FILL_OOM;
+            goto cleanup;
+        }
+    }
+    if (!ci->subject && !name_oom)
+        ci->subject = name_text(ce->subj, ce->subj_len, subj);
+    if (!iss &&
+        !issuer_lookup(ce->iss, ce->iss_len, self_known ? NULL : subj, &ci->issuer, &ci->self_issued)) {
         /* Cached when checked, replaced since (another thread): decode it again; it decoded before. */
         q = ce->iss;
         iss = d2i_X509_NAME(NULL, &q, (long)ce->iss_len);
@@ -1042,8 +1478,9 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
         }
     }
     if (iss) {
-        ci->issuer = name_string(iss);
-        ci->self_issued = X509_NAME_cmp(subj, iss) == 0;
+        ci->issuer = name_text(ce->iss, ce->iss_len, iss);
+        if (!self_known)
+            ci->self_issued = X509_NAME_cmp(subj, iss) == 0;
         if (ci->issuer) {
             issuer_remember(ce->iss, ce->iss_len, iss, ci->issuer);
             iss = NULL;
@@ -1055,7 +1492,18 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
     }
     if (exts)
         extensions_summarise(exts, ci, &emails, why, sizeof why);
-    for (int i = -1; (i = X509_NAME_get_index_by_NID(subj, NID_pkcs9_emailAddress, i)) >= 0;) {
+    if (ext_fast) {
+        ci->has_key_usage = fx.has_ku;
+        ci->key_usage = fx.ku;
+        ci->has_eku = fx.has_eku;
+        ci->eku_email_protection = fx.eku_email;
+        ci->eku_any = fx.eku_any;
+        if (fx.san.start)
+            fast_san_emails(&fx.san, &emails);
+    }
+    if (subj_fast)
+        fast_name_emails(ce->subj, ce->subj_len, &emails);
+    for (int i = -1; !subj_fast && (i = X509_NAME_get_index_by_NID(subj, NID_pkcs9_emailAddress, i)) >= 0;) {
         unsigned char *u = NULL;
         int un = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, i)));
         if (un > 0)
@@ -1082,6 +1530,10 @@ static fill_result cert_fill(const unsigned char *value_base, const unsigned cha
         ci->problems |= CS_CERT_PROBLEM_BIT(CS_CERT_PROBLEM_NO_EMAIL_PROTECTION);
     ce->readable = true;
     res = FILL_OK;
+    if (subj_fast && !subj)
+        atomic_fetch_add_explicit(&fast_subject_count, 1, memory_order_relaxed);
+    if (ext_fast)
+        atomic_fetch_add_explicit(&fast_extensions_count, 1, memory_order_relaxed);
     if (why[0]) {
         ci->reason = strdup(why);
         if (!ci->reason)
@@ -1403,6 +1855,15 @@ cs_err *cs_cert_value_parse(cs_cert_attr attr, const unsigned char *der, size_t 
                          "cs_cert_value_parse: out of memory summarising a %zu-byte value", len);
         goto cleanup;
     }
+    /* A bare certificate spanning the whole value was hashed by cert_fill: the value's digest is its. */
+    if (ctx.v->n_certs > 0 && ctx.v->certs[0].info.der_offset == 0 && ctx.v->certs[0].info.der_len == len)
+        memcpy(ctx.v->sha256, ctx.v->certs[0].md, sizeof ctx.v->sha256);
+    else if (!EVP_Digest(len > 0 ? der : (const unsigned char *)"", len, ctx.v->sha256, NULL, sha256_get(),
+                         NULL)) {
+        err = cs_err_new(CS_ERR_NOMEM, CS_ERR_F_FATAL,
+                         "cs_cert_value_parse: SHA-256 of a %zu-byte value failed", len);
+        goto cleanup;
+    }
     if (ctx.v->n_certs_seen > ctx.v->n_certs)
         add_reason(&ctx, "%zu certificates, only the first %d summarised", ctx.v->n_certs_seen,
                    CS_CERT_MAX_CERTS);
@@ -1483,4 +1944,14 @@ const cs_cert_info *cs_cert_value_user_cert(const cs_cert_value *v)
     if (!v || v->user < 0)
         return NULL;
     return &v->certs[v->user].info;
+}
+
+void cs_cert_value_sha256(const cs_cert_value *v, unsigned char out[32])
+{
+    memcpy(out, v->sha256, sizeof v->sha256);
+}
+
+void cs_cert_value_sha256_hex(const cs_cert_value *v, char out[65])
+{
+    hex_lower(v->sha256, sizeof v->sha256, out);
 }

@@ -187,5 +187,23 @@ const cs_cert_info *cs_cert_value_cert(const cs_cert_value *v, size_t i);
 int cs_cert_value_user_index(const cs_cert_value *v);
 /* The user's certificate or NULL. Owned by v. */
 const cs_cert_info *cs_cert_value_user_cert(const cs_cert_value *v);
+/*
+ * SHA-256 of the whole parsed value (every byte, whatever it holds), as bytes and as lowercase hex: what
+ * cs_sha256_hex() of the value gives. Computed once by the parse (for a bare certificate it is the
+ * certificate's own digest), so callers that need the value's digest do not hash it again.
+ */
+void cs_cert_value_sha256(const cs_cert_value *v, unsigned char out[32]);
+void cs_cert_value_sha256_hex(const cs_cert_value *v, char out[65]);
+
+/*
+ * Tests and fuzz_cert_diff only: turns off (false) or on (true, the default) the DER fast readers of the
+ * subject and the extensions, so their summaries can be compared with those of the OpenSSL path. Not
+ * synchronised: set it while no parse runs.
+ */
+void cs_cert_fast_paths(bool on);
+
+/* Tests: how many certificates so far had their subject (never decoded by OpenSSL) and their extensions
+ * read by the fast readers. Either pointer may be NULL. */
+void cs_cert_fast_path_counts(unsigned long *subjects, unsigned long *extensions);
 
 #endif

@@ -123,18 +123,10 @@ static int digest_cmp(const void *a, const void *b)
     return memcmp(a, b, SHA256_DIGEST_LENGTH);
 }
 
-/* Feeds one attribute's framing and sorted value digests into ctx. */
-static cs_err *hash_attribute(EVP_MD_CTX *ctx, const char *name, Certsync__V1__CertificateValue **values,
-                              size_t n)
+/* Feeds one attribute's framing and sorted value digests into ctx (digests: n of them, sorted here). */
+static void hash_attribute(EVP_MD_CTX *ctx, const char *name, unsigned char (*digests)[SHA256_DIGEST_LENGTH],
+                           size_t n)
 {
-    unsigned char(*digests)[SHA256_DIGEST_LENGTH] = NULL;
-    if (n) {
-        digests = calloc(n, sizeof(*digests));
-        if (!digests)
-            return cs_err_new(CS_ERR_NOMEM, CS_ERR_F_FATAL, "out of memory hashing %zu values", n);
-    }
-    for (size_t i = 0; i < n; i++)
-        sha256(values[i]->raw.data, values[i]->raw.len, digests[i]);
     if (n > 1)
         qsort(digests, n, sizeof(*digests), digest_cmp);
     unsigned char count[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8),
@@ -143,30 +135,83 @@ static cs_err *hash_attribute(EVP_MD_CTX *ctx, const char *name, Certsync__V1__C
     EVP_DigestUpdate(ctx, count, sizeof(count));
     if (n)
         EVP_DigestUpdate(ctx, digests, n * sizeof(*digests));
-    free(digests);
-    return NULL;
 }
 
-cs_err *cs_event_content_sha256(const Certsync__V1__ChangeEvent *event, char out[CS_SHA256_HEX_LEN])
+/* A copy of n digests to sort (NULL for n == 0); *err on out of memory. */
+static unsigned char (*digests_dup(const unsigned char (*in)[SHA256_DIGEST_LENGTH], size_t n,
+                                   cs_err **err))[SHA256_DIGEST_LENGTH]
+{
+    unsigned char(*d)[SHA256_DIGEST_LENGTH] = NULL;
+    *err = NULL;
+    if (!n)
+        return NULL;
+    d = calloc(n, sizeof(*d));
+    if (!d) {
+        *err = cs_err_new(CS_ERR_NOMEM, CS_ERR_F_FATAL, "out of memory hashing %zu values", n);
+        return NULL;
+    }
+    if (in)
+        memcpy(d, in, n * sizeof(*d));
+    return d;
+}
+
+cs_err *cs_event_content_sha256_digests(const unsigned char (*user_cert)[32], size_t n_user_cert,
+                                        const unsigned char (*smime)[32], size_t n_smime,
+                                        char out[CS_SHA256_HEX_LEN])
 {
     cs_err *err = NULL;
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char(*uc)[SHA256_DIGEST_LENGTH] = NULL, (*sm)[SHA256_DIGEST_LENGTH] = NULL;
+    EVP_MD_CTX *ctx = NULL;
+
     out[0] = '\0';
+    if ((n_user_cert && !user_cert) || (n_smime && !smime))
+        return cs_err_new(CS_ERR_INTERNAL, 0, "cs_event_content_sha256_digests: digests missing");
+    uc = digests_dup(user_cert, n_user_cert, &err);
+    if (!err)
+        sm = digests_dup(smime, n_smime, &err);
+    if (err)
+        goto cleanup;
+    ctx = EVP_MD_CTX_new();
     if (!ctx || !EVP_DigestInit_ex(ctx, sha256_get(), NULL)) {
         err = cs_err_new(CS_ERR_INTERNAL, CS_ERR_F_FATAL, "OpenSSL could not start a SHA-256 digest");
         goto cleanup;
     }
-    err = hash_attribute(ctx, "userCertificate", event->user_certificate, event->n_user_certificate);
-    if (!err)
-        err = hash_attribute(ctx, "userSMIMECertificate", event->user_smime_certificate,
-                             event->n_user_smime_certificate);
-    if (err)
-        goto cleanup;
+    hash_attribute(ctx, "userCertificate", uc, n_user_cert);
+    hash_attribute(ctx, "userSMIMECertificate", sm, n_smime);
     EVP_DigestFinal_ex(ctx, md, &md_len);
     hex(md, md_len, out);
 cleanup:
     EVP_MD_CTX_free(ctx);
+    free(uc);
+    free(sm);
+    return err;
+}
+
+/* The raw-byte digests of n values (NULL for n == 0); caller frees. */
+static cs_err *value_digests(Certsync__V1__CertificateValue **values, size_t n,
+                             unsigned char (**out)[SHA256_DIGEST_LENGTH])
+{
+    cs_err *err = NULL;
+    *out = digests_dup(NULL, n, &err);
+    for (size_t i = 0; !err && i < n; i++)
+        sha256(values[i]->raw.data, values[i]->raw.len, (*out)[i]);
+    return err;
+}
+
+cs_err *cs_event_content_sha256(const Certsync__V1__ChangeEvent *event, char out[CS_SHA256_HEX_LEN])
+{
+    unsigned char(*uc)[SHA256_DIGEST_LENGTH] = NULL, (*sm)[SHA256_DIGEST_LENGTH] = NULL;
+    out[0] = '\0';
+    cs_err *err = value_digests(event->user_certificate, event->n_user_certificate, &uc);
+    if (!err)
+        err = value_digests(event->user_smime_certificate, event->n_user_smime_certificate, &sm);
+    if (!err)
+        err = cs_event_content_sha256_digests((const unsigned char(*)[32])uc, event->n_user_certificate,
+                                              (const unsigned char(*)[32])sm, event->n_user_smime_certificate,
+                                              out);
+    free(uc);
+    free(sm);
     return err;
 }

@@ -45,6 +45,16 @@ cs_err *cs_event_encode(const Certsync__V1__ChangeEvent *event, uint8_t **out, s
  */
 cs_err *cs_event_content_sha256(const Certsync__V1__ChangeEvent *event, char out[CS_SHA256_HEX_LEN]);
 
+/*
+ * The same hash from the values' SHA-256 digests, for a caller that computed them from the raw bytes
+ * itself (the collector's event builder: its certificate parse hashed each value once). user_cert holds
+ * n_user_cert digests, smime n_smime (either may be NULL when its count is 0); order does not matter.
+ * Equal to cs_event_content_sha256 of an event whose values have exactly those digests.
+ */
+cs_err *cs_event_content_sha256_digests(const unsigned char (*user_cert)[32], size_t n_user_cert,
+                                        const unsigned char (*smime)[32], size_t n_smime,
+                                        char out[CS_SHA256_HEX_LEN]);
+
 /* Writes the lowercase hex SHA-256 of data into out. */
 void cs_sha256_hex(const void *data, size_t len, char out[CS_SHA256_HEX_LEN]);
 

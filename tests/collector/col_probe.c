@@ -188,7 +188,7 @@ int main(int argc, char **argv)
     if (err != NULL)
         goto cleanup;
     err = col_scope_filter(col_config_filter(cfg, col_ldap_kind(p.c) == COL_DIR_AD), cfg->ldap_group_dn,
-                           &filter);
+                           cfg->ldap_group_nested, &filter);
     if (err != NULL)
         goto cleanup;
     p.src = (col_source_info){.source_id = cfg->source_id,

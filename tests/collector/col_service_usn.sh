@@ -4,6 +4,8 @@
 #   1. first start: a snapshot of every generated user; the checkpoint holds the UsnPosition (16-byte
 #      invocationId, USN) and the server;
 #   2. a replaced userCertificate arrives as a change; a deleted user as a removal;
+#   2b. a user whose description change makes ldap.filter no longer match gets an out_of_scope removal at
+#      once (no resync), and arrives again, newer, when it matches again;
 #   3. a restart resumes from the checkpoint (no full pass) and picks up a change made while it was down;
 #   4. a checkpoint with another invocationId (a DC restored from backup) forces a resync whose removal
 #      sweep emits a removal for a user deleted while the collector was down;
@@ -22,7 +24,7 @@ trap svc_stop_all EXIT
 tag=cu$RANDOM
 OU="OU=$tag,$SAMBA_BASE"
 TP="it.$tag"
-FILTER="(&(objectClass=user)(sAMAccountName=$tag*))"
+FILTER="(&(objectClass=user)(sAMAccountName=$tag*)(!(description=out)))"
 export LDAPTLS_CACERT=$SAMBA_CA_FILE LDAPTLS_REQCERT=demand
 auth=(-x -D "$SAMBA_BIND_DN" -y "$SAMBA_PASSWORD_FILE" -H "$SAMBA_LDAPS_URL")
 
@@ -77,6 +79,21 @@ victim_id=$(id_of "${DNS[1]}")
 ldapdelete "${auth[@]}" "${DNS[1]}" || it_fail "ldapdelete ${DNS[1]}"
 await_events "$TP.events" "by_id['$victim_id']['kind']=='removal'" 30 || it_fail "the delete did not arrive as a removal"
 it_ok "usn tracking: modify of ${DNS[0]}, removal of $victim_id"
+
+# --- 2b. leaving the filter and re-entering, live --------------------------------------------------------
+set_desc() { # set_desc DN VALUE
+  printf 'dn: %s\nchangetype: modify\nreplace: description\ndescription: %s\n' "$1" "$2" |
+    ldapmodify "${auth[@]}" >/dev/null || it_fail "ldapmodify description of $1"
+}
+id0=$(id_of "${DNS[0]}")
+set_desc "${DNS[0]}" out
+await_events "$TP.events" "by_id['$id0']['kind']=='removal' and by_id['$id0'].get('removal_reason')=='out_of_scope'" 30 ||
+  it_fail "${DNS[0]} no longer matching ldap.filter got no out_of_scope removal"
+set_desc "${DNS[0]}" in
+await_events "$TP.events" "by_id['$id0']['kind']=='upsert' and by_id['$id0']['order']=='newer'" 30 ||
+  it_fail "${DNS[0]} matching ldap.filter again did not arrive as newer than its removal"
+grep -q '"full pass (resync)' "$W/a.log" && it_fail "leaving the filter ran a resync"
+it_ok "usn tracking: ${DNS[0]} leaves ldap.filter (out_of_scope removal, no resync) and re-enters (newer)"
 kill -TERM "${SVC_PID[a]}"
 await_exit a 30 || it_fail "no exit after SIGTERM"
 [ "$SVC_RC" = 0 ] || it_fail "SIGTERM exit code $SVC_RC, want 0"

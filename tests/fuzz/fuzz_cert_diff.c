@@ -17,6 +17,9 @@
  *     extension is malformed or duplicated; cs_cert reads the first of each and flags the bad one, so
  *     those fields are compared only when OpenSSL's extension cache is valid.
  *   - key size: only when OpenSSL decoded the public key (d2i_X509 keeps an undecodable key).
+ * And cs_cert against itself: every input is also parsed with cs_cert's DER fast readers of the subject and
+ * the extensions turned off (cs_cert_fast_paths), and the two parses must give the same value, field for
+ * field and reason for reason, whatever OpenSSL thinks of the input.
  * Built as a real fuzzer with -DCS_FUZZ=ON and clang; always built into fuzz_cert_diff_replay
  * (fuzz_corpus_main.c), a unit test replaying tests/fuzz/corpus/cert_diff and the shared certificates.
  */
@@ -299,6 +302,22 @@ static void compare_cert(X509 *x, const unsigned char *der, size_t len, const cs
     ERR_clear_error();
 }
 
+/* cs_cert_value_sha256_hex: the digest of every byte of the value, whatever it holds (the parse reuses a
+ * bare certificate's fingerprint for it when the certificate spans the value). */
+static void check_value_digest(const cs_cert_value *v, const uint8_t *data, size_t size)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char theirs[2 * EVP_MAX_MD_SIZE + 1], ours[65];
+    if (EVP_Digest(size > 0 ? data : (const uint8_t *)"", size, md, &mdlen, EVP_sha256(), NULL) != 1)
+        return;
+    for (unsigned i = 0; i < mdlen; i++)
+        snprintf(theirs + 2 * i, 3, "%02x", md[i]);
+    cs_cert_value_sha256_hex(v, ours);
+    if (strcmp(ours, theirs) != 0)
+        fail("value SHA-256", ours, theirs);
+}
+
 static void diff_x509(const uint8_t *data, size_t size)
 {
     const unsigned char *p = data;
@@ -309,6 +328,7 @@ static void diff_x509(const uint8_t *data, size_t size)
         cs_err_free(err);
         goto cleanup;
     }
+    check_value_digest(v, data, size);
     if (x == NULL)
         goto cleanup;
     if (cs_cert_value_format(v) != CS_CERT_FORMAT_X509)
@@ -344,6 +364,7 @@ static void diff_pkcs7(const uint8_t *data, size_t size)
         cs_err_free(err);
         goto cleanup;
     }
+    check_value_digest(v, data, size);
     if (p7 == NULL || !PKCS7_type_is_signed(p7) || p7->d.sign == NULL)
         goto cleanup;
     STACK_OF(X509) *certs = p7->d.sign->cert;
@@ -367,11 +388,78 @@ cleanup:
     ERR_clear_error();
 }
 
+static void same_str(const char *what, const char *fast, const char *slow)
+{
+    if ((fast == NULL) != (slow == NULL) || (fast != NULL && strcmp(fast, slow) != 0))
+        fail(what, fast, slow);
+}
+
+static void same_num(const char *what, long long fast, long long slow)
+{
+    char a[32], b[32];
+    if (fast == slow)
+        return;
+    snprintf(a, sizeof a, "%lld", fast);
+    snprintf(b, sizeof b, "%lld", slow);
+    fail(what, a, b);
+}
+
+/* The value parsed with the fast readers against the value parsed without them (both from cs_cert). */
+static void diff_fast(cs_cert_attr attr, const uint8_t *data, size_t size)
+{
+    cs_cert_value *fast = NULL, *slow = NULL;
+    cs_err *e1 = cs_cert_value_parse(attr, data, size, NOW, &fast);
+    cs_cert_fast_paths(false);
+    cs_err *e2 = cs_cert_value_parse(attr, data, size, NOW, &slow);
+    cs_cert_fast_paths(true);
+    if (e1 != NULL || e2 != NULL) /* out of memory only */
+        goto cleanup;
+    same_num("fast/slow format", cs_cert_value_format(fast), cs_cert_value_format(slow));
+    same_num("fast/slow problems", (long long)cs_cert_value_problems(fast),
+             (long long)cs_cert_value_problems(slow));
+    same_str("fast/slow reason", cs_cert_value_reason(fast), cs_cert_value_reason(slow));
+    same_num("fast/slow user index", cs_cert_value_user_index(fast), cs_cert_value_user_index(slow));
+    same_num("fast/slow cert count", (long long)cs_cert_value_cert_count(fast),
+             (long long)cs_cert_value_cert_count(slow));
+    for (size_t i = 0; i < cs_cert_value_cert_count(fast); i++) {
+        const cs_cert_info *a = cs_cert_value_cert(fast, i), *b = cs_cert_value_cert(slow, i);
+        same_str("fast/slow sha256", a->sha256_hex, b->sha256_hex);
+        same_num("fast/slow der_offset", (long long)a->der_offset, (long long)b->der_offset);
+        same_num("fast/slow der_len", (long long)a->der_len, (long long)b->der_len);
+        same_str("fast/slow subject", a->subject, b->subject);
+        same_str("fast/slow issuer", a->issuer, b->issuer);
+        same_str("fast/slow serial", a->serial_hex, b->serial_hex);
+        same_num("fast/slow e-mail count", (long long)a->n_emails, (long long)b->n_emails);
+        for (size_t k = 0; k < a->n_emails && k < b->n_emails; k++)
+            same_str("fast/slow e-mail", a->emails[k], b->emails[k]);
+        same_num("fast/slow notBefore", a->not_before, b->not_before);
+        same_num("fast/slow notAfter", a->not_after, b->not_after);
+        same_num("fast/slow has keyUsage", a->has_key_usage, b->has_key_usage);
+        same_num("fast/slow keyUsage", a->key_usage, b->key_usage);
+        same_num("fast/slow has extKeyUsage", a->has_eku, b->has_eku);
+        same_num("fast/slow emailProtection", a->eku_email_protection, b->eku_email_protection);
+        same_num("fast/slow anyExtendedKeyUsage", a->eku_any, b->eku_any);
+        same_num("fast/slow key algorithm", a->key_alg, b->key_alg);
+        same_num("fast/slow key bits", a->key_bits, b->key_bits);
+        same_str("fast/slow curve", a->ec_curve, b->ec_curve);
+        same_num("fast/slow self_issued", a->self_issued, b->self_issued);
+        same_num("fast/slow cert problems", (long long)a->problems, (long long)b->problems);
+        same_str("fast/slow cert reason", a->reason, b->reason);
+    }
+cleanup:
+    cs_err_free(e1);
+    cs_err_free(e2);
+    cs_cert_value_free(fast);
+    cs_cert_value_free(slow);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > 2 * CS_CERT_MAX_VALUE_LEN)
         return 0; /* the interesting structure fits in AD's limit; larger inputs only slow the fuzzer */
     diff_x509(data, size);
     diff_pkcs7(data, size);
+    diff_fast(CS_CERT_ATTR_USER_CERTIFICATE, data, size);
+    diff_fast(CS_CERT_ATTR_USER_SMIME_CERTIFICATE, data, size);
     return 0;
 }

@@ -64,7 +64,7 @@ static void test_watcher_before_read(void **state)
 {
     (void)state;
     col_group *g = NULL;
-    assert_null(col_group_new("cn=g,dc=x", &g));
+    assert_null(col_group_new("cn=g,dc=x", false, &g));
     assert_false(col_group_is_member(g, "cn=a,dc=x"));
     assert_string_equal(col_group_members_sha256(g), "");
     assert_int_equal(col_group_count(g), 0);
@@ -73,7 +73,7 @@ static void test_watcher_before_read(void **state)
     assert_int_equal(col_group_left(g, &dns), 0);
     assert_null(col_group_entry_csn(g));
     col_group_free(g);
-    cs_err *err = col_group_new("", &g);
+    cs_err *err = col_group_new("", true, &g);
     assert_non_null(err);
     assert_non_null(strstr(cs_err_message(err), "ldap.group_dn"));
     assert_null(g);

@@ -229,12 +229,62 @@ static void sweep(void **state)
     col_index_free(idx);
 }
 
+/* col_index_put_packed records what col_index_put records from the same event; its bounds hold. */
+static void put_packed_equals_put(void **state)
+{
+    (void)state;
+    col_index *a = NULL, *b = NULL;
+    test_ev e, r;
+    must(col_index_new("src1", &a));
+    must(col_index_new("src1", &b));
+    make_ev(&e, "o1", "20240101000000.000001Z#000000#000#000000", "cert-a", false);
+    make_ev(&r, "o2", "20240101000000.000002Z#000000#000#000000", NULL, true);
+    test_ev *evs[] = {&e, &r};
+    const char *keys[] = {"src1/o1", "src1/o2"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = certsync__v1__version__get_packed_size(evs[i]->ev.version);
+        uint8_t *ver = malloc(n + 1);
+        assert_non_null(ver);
+        certsync__v1__version__pack(evs[i]->ev.version, ver);
+        must(col_index_put(a, keys[i], &evs[i]->ev, evs[i]->sha, false));
+        must(col_index_put_packed(b, keys[i], ver, n,
+                                  evs[i]->ev.kind == CERTSYNC__V1__CHANGE_KIND__CHANGE_KIND_REMOVAL,
+                                  evs[i]->sha, false));
+        free(ver);
+        col_index_entry x, y;
+        assert_true(col_index_lookup(a, keys[i], &x));
+        assert_true(col_index_lookup(b, keys[i], &y));
+        assert_int_equal(x.version_len, y.version_len);
+        assert_memory_equal(x.version, y.version, x.version_len);
+        assert_string_equal(x.content_sha256, y.content_sha256);
+        assert_int_equal(x.removed, y.removed);
+        assert_int_equal(x.held, y.held);
+        assert_int_equal(x.has_certificates, y.has_certificates);
+    }
+    /* and what put refuses, put_packed refuses */
+    static uint8_t big[COL_INDEX_MAX_VERSION_BYTES + 1];
+    cs_err *err = col_index_put_packed(b, "src1/o3", big, sizeof big, false, e.sha, false);
+    assert_non_null(err);
+    assert_non_null(strstr(cs_err_message(err), "version is"));
+    cs_err_free(err);
+    err = col_index_put_packed(b, "src1/o3", NULL, 0, false, e.sha, false);
+    assert_non_null(err);
+    cs_err_free(err);
+    err = col_index_put_packed(b, "src1/o3", big, 1, false, "xyz", false);
+    assert_non_null(err);
+    cs_err_free(err);
+    assert_false(col_index_lookup(b, "src1/o3", NULL));
+    col_index_free(a);
+    col_index_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(verdicts),
         cmocka_unit_test(apply_records),
         cmocka_unit_test(sweep),
+        cmocka_unit_test(put_packed_equals_put),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

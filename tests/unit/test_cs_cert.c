@@ -9,10 +9,12 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <openssl/bn.h>
+#include <openssl/conf.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs7.h>
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "cs_cert.h"
+#include "cs_event.h"
 
 #define CORPUS_DIR CS_SHARED_DIR "/testdata/certs"
 #define CORPUS_TSV CS_SOURCE_DIR "/tests/data/cert_corpus.tsv"
@@ -391,6 +394,315 @@ static cert_opts user_opts(EVP_PKEY *key)
                        .not_before = NOW - 10 * DAY,
                        .not_after = NOW + 365 * DAY,
                        .serial = 0x1234};
+}
+
+/* The value's digest is of every byte, whether the parse reused the certificate's fingerprint or not. */
+static void value_digest_covers_the_whole_value(void **state)
+{
+    (void)state;
+    cert_opts o = user_opts(g_ec);
+    X509 *x = make_cert(&o);
+    size_t n;
+    unsigned char *d = der_of(x, &n);
+    unsigned char *longer = malloc(n + 3);
+    assert_non_null(longer);
+    memcpy(longer, d, n);
+    memcpy(longer + n, "\x05\x00\x00", 3); /* trailing data: the value is more than the certificate */
+    static const unsigned char garbage[] = {0x04, 0x02, 'h', 'i'};
+    const struct {
+        cs_cert_attr attr;
+        const unsigned char *v;
+        size_t n;
+    } cases[] = {
+        {CS_CERT_ATTR_USER_CERTIFICATE, d, n},       {CS_CERT_ATTR_USER_CERTIFICATE, longer, n + 3},
+        {CS_CERT_ATTR_USER_CERTIFICATE, garbage, 4}, {CS_CERT_ATTR_USER_SMIME_CERTIFICATE, garbage, 4},
+        {CS_CERT_ATTR_USER_CERTIFICATE, garbage, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cs_cert_value *v = parse_ok(cases[i].attr, cases[i].v, cases[i].n);
+        char want[CS_SHA256_HEX_LEN], got[65];
+        unsigned char md[32], want_md[32];
+        cs_sha256_hex(cases[i].v, cases[i].n, want);
+        cs_cert_value_sha256_hex(v, got);
+        assert_string_equal(got, want);
+        cs_cert_value_sha256(v, md);
+        assert_non_null(SHA256(cases[i].v, cases[i].n, want_md));
+        assert_memory_equal(md, want_md, 32);
+        cs_cert_value_free(v);
+    }
+    free(longer);
+    OPENSSL_free(d);
+    X509_free(x);
+}
+
+/*
+ * Subject and issuer text equals OpenSSL's RFC 2253 printing, for the names the fast printer takes (plain
+ * ASCII in PrintableString / UTF8String / IA5String) and for those it hands to OpenSSL (characters RFC 2253
+ * escapes, leading '#' or space, trailing space, UTF-8, T61String, multi-valued RDNs, unknown types).
+ */
+static void name_text_equals_openssl_printing(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *field;
+        int type; /* V_ASN1_* of the value, set as is */
+        const char *value;
+        int set; /* X509_NAME_add_entry_by_txt's set: 0 a new RDN, -1 joins the previous RDN */
+        int len; /* 0: strlen(value) */
+    } names[][4] = {
+        {{"CN", V_ASN1_UTF8STRING, "Alice Example", 0, 0}, {"O", V_ASN1_PRINTABLESTRING, "Corp", 0, 0}},
+        {{"DC", V_ASN1_IA5STRING, "example", 0, 0}, {"UID", V_ASN1_UTF8STRING, "alice", 0, 0}},
+        {{"CN", V_ASN1_UTF8STRING, "Smith, Alice", 0, 0}},
+        {{"CN", V_ASN1_UTF8STRING, "a+b<c>d;e\\f\"g", 0, 0}},
+        {{"CN", V_ASN1_UTF8STRING, "#hash", 0, 0}, {"OU", V_ASN1_UTF8STRING, " lead", 0, 0}},
+        {{"CN", V_ASN1_UTF8STRING, "trail ", 0, 0}},
+        {{"CN", V_ASN1_UTF8STRING, "J\xc3\xbcrgen", 0, 0}},
+        {{"CN", V_ASN1_T61STRING, "t61", 0, 0}},
+        {{"CN", V_ASN1_BMPSTRING, "\0b\0m\0p", 0, 6}},
+        {{"CN", V_ASN1_UTF8STRING, "multi", 0, 0}, {"UID", V_ASN1_UTF8STRING, "valued", -1, 0}},
+        {{"1.2.3.4", V_ASN1_UTF8STRING, "unknown type", 0, 0}},
+        {{"CN", V_ASN1_UTF8STRING, "x\x01y", 0, 0}},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        cert_opts o = user_opts(g_ec);
+        X509 *x = make_cert(&o);
+        X509_NAME *nm = X509_NAME_new();
+        assert_non_null(nm);
+        for (size_t j = 0; j < 4 && names[i][j].field; j++)
+            assert_true(X509_NAME_add_entry_by_txt(
+                nm, names[i][j].field, names[i][j].type, (const unsigned char *)names[i][j].value,
+                names[i][j].len ? names[i][j].len : -1, -1, names[i][j].set));
+        assert_true(X509_set_subject_name(x, nm));
+        assert_true(X509_set_issuer_name(x, nm));
+        assert_true(X509_sign(x, g_ec, EVP_sha256()) > 0);
+        size_t n;
+        unsigned char *d = der_of(x, &n);
+        cs_cert_value *v = parse_ok(CS_CERT_ATTR_USER_CERTIFICATE, d, n);
+        assert_int_equal(cs_cert_value_cert_count(v), 1);
+        char label[32];
+        snprintf(label, sizeof label, "name %zu", i);
+        check_against_openssl(d, cs_cert_value_cert(v, 0), label);
+        cs_cert_value_free(v);
+        OPENSSL_free(d);
+        X509_NAME_free(nm);
+        X509_free(x);
+    }
+}
+
+/* ------------------------------------------------------------ fast readers against the OpenSSL path */
+
+/* Asserts the two summaries are the same, field for field. */
+static void same_info(const cs_cert_info *a, const cs_cert_info *b, const char *label)
+{
+    if (strcmp(a->sha256_hex, b->sha256_hex) != 0 || a->der_offset != b->der_offset ||
+        a->der_len != b->der_len)
+        fail_msg("%s: extent differs", label);
+#define SAME_STR(f)                                                                                          \
+    if ((a->f == NULL) != (b->f == NULL) || (a->f && strcmp(a->f, b->f) != 0))                               \
+        fail_msg("%s: " #f " differs: fast \"%s\", OpenSSL path \"%s\"", label, a->f ? a->f : "(null)",      \
+                 b->f ? b->f : "(null)");
+#define SAME_NUM(f)                                                                                          \
+    if (a->f != b->f)                                                                                        \
+        fail_msg("%s: " #f " differs: fast %lld, OpenSSL path %lld", label, (long long)a->f, (long long)b->f);
+    SAME_STR(subject)
+    SAME_STR(issuer)
+    SAME_STR(serial_hex)
+    SAME_STR(reason)
+    SAME_STR(ec_curve)
+    SAME_NUM(n_emails)
+    SAME_NUM(not_before)
+    SAME_NUM(not_after)
+    SAME_NUM(has_key_usage)
+    SAME_NUM(key_usage)
+    SAME_NUM(has_eku)
+    SAME_NUM(eku_email_protection)
+    SAME_NUM(eku_any)
+    SAME_NUM(key_alg)
+    SAME_NUM(key_bits)
+    SAME_NUM(self_issued)
+    SAME_NUM(problems)
+#undef SAME_STR
+#undef SAME_NUM
+    for (size_t i = 0; i < a->n_emails; i++)
+        if (strcmp(a->emails[i], b->emails[i]) != 0)
+            fail_msg("%s: e-mail %zu differs: fast %s, OpenSSL path %s", label, i, a->emails[i],
+                     b->emails[i]);
+}
+
+/*
+ * Parses d with the fast readers and without (cs_cert_fast_paths), asserts the same result, and tells
+ * whether the fast readers settled the subject and the extensions. Returns the fast parse's value (caller
+ * frees it with cs_cert_value_free).
+ */
+static cs_cert_value *fast_and_slow(const unsigned char *d, size_t n, const char *label, bool *subj_fast,
+                                    bool *ext_fast)
+{
+    unsigned long s0, e0, s1, e1;
+    cs_cert_fast_path_counts(&s0, &e0);
+    cs_cert_value *fast = parse_ok(CS_CERT_ATTR_USER_CERTIFICATE, d, n);
+    cs_cert_fast_path_counts(&s1, &e1);
+    cs_cert_fast_paths(false);
+    cs_cert_value *slow = parse_ok(CS_CERT_ATTR_USER_CERTIFICATE, d, n);
+    cs_cert_fast_paths(true);
+    unsigned long s2, e2;
+    cs_cert_fast_path_counts(&s2, &e2);
+    assert_true(s2 == s1 && e2 == e1); /* switched off, they did nothing */
+    *subj_fast = s1 != s0;
+    *ext_fast = e1 != e0;
+    assert_int_equal(cs_cert_value_problems(fast), cs_cert_value_problems(slow));
+    assert_int_equal(cs_cert_value_cert_count(fast), cs_cert_value_cert_count(slow));
+    for (size_t i = 0; i < cs_cert_value_cert_count(fast); i++)
+        same_info(cs_cert_value_cert(fast, i), cs_cert_value_cert(slow, i), label);
+    cs_cert_value_free(slow);
+    return fast;
+}
+
+typedef struct name_spec {
+    const char *field;
+    int type;
+    const char *value;
+    int set; /* 0: a new RDN, -1: joins the previous one */
+} name_spec;
+
+static X509_NAME *name_from(const name_spec *spec)
+{
+    X509_NAME *nm = X509_NAME_new();
+    assert_non_null(nm);
+    for (size_t j = 0; spec[j].field; j++) /* up to the {NULL} that ends each list */
+        assert_true(X509_NAME_add_entry_by_txt(nm, spec[j].field, spec[j].type,
+                                               (const unsigned char *)spec[j].value, -1, -1, spec[j].set));
+    return nm;
+}
+
+/* Replaces the first `n` bytes equal to `from` after `after` (a byte string that must occur) by `to`. */
+static void patch_after(unsigned char *d, size_t len, const unsigned char *after, size_t an,
+                        const unsigned char *from, const unsigned char *to, size_t n)
+{
+    for (size_t i = 0; i + an <= len; i++) {
+        if (memcmp(d + i, after, an) != 0)
+            continue;
+        for (size_t j = i + an; j + n <= len; j++) {
+            if (memcmp(d + j, from, n) == 0) {
+                memcpy(d + j, to, n);
+                return;
+            }
+        }
+    }
+    fail_msg("patch: pattern not found");
+}
+
+static const unsigned char KU_OID_DER[] = {0x06, 0x03, 0x55, 0x1d, 0x0f};
+
+/*
+ * Each boundary of the fast readers: what they take (and must read exactly as OpenSSL's decoders do) and
+ * what they hand back to OpenSSL (and the OpenSSL path then decides, as before them).
+ */
+static void fast_readers_match_openssl_path(void **state)
+{
+    (void)state;
+    static const name_spec plain[] = {{"O", V_ASN1_PRINTABLESTRING, "Corp", 0},
+                                      {"CN", V_ASN1_UTF8STRING, "Alice", 0},
+                                      {"emailAddress", V_ASN1_IA5STRING, "alice@example.com", 0},
+                                      {NULL, 0, NULL, 0}};
+    static const name_spec spaced[] = {{"CN", V_ASN1_UTF8STRING, "Alice   EXAMPLE", 0}, {NULL, 0, NULL, 0}};
+    static const name_spec padded[] = {{"CN", V_ASN1_UTF8STRING, " alice example  ", 0}, {NULL, 0, NULL, 0}};
+    static const name_spec folded[] = {{"CN", V_ASN1_PRINTABLESTRING, "alice example", 0},
+                                       {NULL, 0, NULL, 0}};
+    static const name_spec other_ca[] = {{"CN", V_ASN1_UTF8STRING, "Alice Examples", 0}, {NULL, 0, NULL, 0}};
+    static const name_spec multi[] = {
+        {"CN", V_ASN1_UTF8STRING, "multi", 0}, {"UID", V_ASN1_UTF8STRING, "valued", -1}, {NULL, 0, NULL, 0}};
+    static const name_spec utf8[] = {{"CN", V_ASN1_UTF8STRING, "J\xc3\xbcrgen", 0}, {NULL, 0, NULL, 0}};
+    static const name_spec t61[] = {{"CN", V_ASN1_T61STRING, "t61", 0}, {NULL, 0, NULL, 0}};
+    static const name_spec tab[] = {{"CN", V_ASN1_UTF8STRING, "a\tb", 0}, {NULL, 0, NULL, 0}};
+    static const unsigned char crit_true[] = {0x01, 0x01, 0xff};
+    static const unsigned char crit_false[] = {0x01, 0x01, 0x00};
+    static const unsigned char crit_one[] = {0x01, 0x01, 0x01};
+    static const unsigned char os_prim[] = {0x04};
+    static const unsigned char os_cons[] = {0x24};
+    static const struct {
+        const char *label;
+        const name_spec *subject;
+        const name_spec *issuer; /* NULL: the subject */
+        const char *san, *ku, *eku;
+        const unsigned char *from, *to; /* a 1- or 3-byte patch after the keyUsage OID; NULL: none */
+        size_t patch_len;
+        bool subj_fast, ext_fast;
+        int self_issued; /* -1: not checked */
+    } cases[] = {
+        {"plain", plain, NULL, "email:a@example.com,DNS:example.com,URI:http://x/,IP:10.0.0.1,RID:1.2.3",
+         "critical,digitalSignature,keyEncipherment", "emailProtection", NULL, NULL, 0, true, true, 1},
+        {"canonical equality", spaced, folded, "email:a@example.com", "digitalSignature",
+         "anyExtendedKeyUsage", NULL, NULL, 0, true, true, 1},
+        /* RFC 2253 printing needs OpenSSL for the padding (the subject is decoded), the comparison not */
+        {"canonical equality, padded", padded, folded, NULL, NULL, NULL, NULL, NULL, 0, false, false, 1},
+        {"canonical inequality", spaced, other_ca, "email:a@example.com", NULL, NULL, NULL, NULL, 0, true,
+         true, 0},
+        {"no extensions", plain, NULL, NULL, NULL, NULL, NULL, NULL, 0, true, false, 1},
+        {"UPN otherName", plain, NULL, "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:alice@corp.example", NULL, NULL,
+         NULL, NULL, 0, true, true, 1},
+        {"otherName of another type", plain, NULL, "otherName:1.2.3.4;IA5STRING:x", NULL, NULL, NULL, NULL, 0,
+         true, false, 1},
+        {"directoryName", plain, NULL, "dirName:dir_sect", NULL, NULL, NULL, NULL, 0, true, false, 1},
+        {"decipherOnly (bit 8)", plain, NULL, NULL, "keyAgreement,decipherOnly", NULL, NULL, NULL, 0, true,
+         true, 1},
+        {"critical FALSE spelled out", plain, NULL, NULL, "critical,keyCertSign", NULL, crit_true, crit_false,
+         3, true, false, 1},
+        {"critical TRUE not 0xff", plain, NULL, NULL, "critical,keyCertSign", NULL, crit_true, crit_one, 3,
+         true, false, 1},
+        {"constructed OCTET STRING", plain, NULL, NULL, "keyCertSign", NULL, os_prim, os_cons, 1, true, false,
+         -1},
+        {"multi-valued RDN subject", multi, plain, "email:a@example.com", NULL, NULL, NULL, NULL, 0, false,
+         true, 0},
+        {"multi-valued RDN issuer", plain, multi, NULL, NULL, NULL, NULL, NULL, 0, false, false, 0},
+        {"UTF-8 subject", utf8, NULL, NULL, NULL, NULL, NULL, NULL, 0, false, false, 1},
+        {"T61String subject", t61, NULL, NULL, NULL, NULL, NULL, NULL, 0, false, false, 1},
+        {"tab in subject", tab, NULL, NULL, NULL, NULL, NULL, NULL, 0, false, false, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        X509 *x = X509_new();
+        assert_non_null(x);
+        assert_true(X509_set_version(x, 2));
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+        X509_NAME *subj = name_from(cases[i].subject);
+        X509_NAME *iss = name_from(cases[i].issuer ? cases[i].issuer : cases[i].subject);
+        assert_true(X509_set_subject_name(x, subj));
+        assert_true(X509_set_issuer_name(x, iss));
+        assert_non_null(ASN1_TIME_set(X509_getm_notBefore(x), (time_t)(NOW - DAY)));
+        assert_non_null(ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(NOW + DAY)));
+        assert_true(X509_set_pubkey(x, g_ec));
+        X509V3_CTX ctx;
+        CONF *conf = NCONF_new(NULL);
+        long errline = 0;
+        BIO *cb = BIO_new_mem_buf("[dir_sect]\nCN=dir\n", -1);
+        assert_true(conf && cb && NCONF_load_bio(conf, cb, &errline) > 0);
+        X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+        X509V3_set_nconf(&ctx, conf);
+        if (cases[i].san)
+            add_ext(x, &ctx, NID_subject_alt_name, cases[i].san);
+        if (cases[i].ku)
+            add_ext(x, &ctx, NID_key_usage, cases[i].ku);
+        if (cases[i].eku)
+            add_ext(x, &ctx, NID_ext_key_usage, cases[i].eku);
+        assert_true(X509_sign(x, g_ec, EVP_sha256()) > 0);
+        size_t n;
+        unsigned char *d = der_of(x, &n);
+        if (cases[i].from) /* the signature no longer matches; cs_cert does not check it */
+            patch_after(d, n, KU_OID_DER, sizeof KU_OID_DER, cases[i].from, cases[i].to, cases[i].patch_len);
+        bool sf = false, ef = false;
+        cs_cert_value *v = fast_and_slow(d, n, cases[i].label, &sf, &ef);
+        if (sf != cases[i].subj_fast || ef != cases[i].ext_fast)
+            fail_msg("%s: fast subject %d (want %d), fast extensions %d (want %d)", cases[i].label, sf,
+                     cases[i].subj_fast, ef, cases[i].ext_fast);
+        if (cases[i].self_issued >= 0 && cs_cert_value_cert_count(v) == 1)
+            assert_int_equal(cs_cert_value_cert(v, 0)->self_issued, cases[i].self_issued);
+        cs_cert_value_free(v);
+        OPENSSL_free(d);
+        BIO_free(cb);
+        NCONF_free(conf);
+        X509_NAME_free(subj);
+        X509_NAME_free(iss);
+        X509_free(x);
+    }
 }
 
 static void rsa_user_certificate(void **state)
@@ -937,6 +1249,9 @@ int main(void)
         cmocka_unit_test(bad_arguments_are_errors),
         cmocka_unit_test(problem_names_are_stable),
         cmocka_unit_test(issuer_cache_keeps_results),
+        cmocka_unit_test(value_digest_covers_the_whole_value),
+        cmocka_unit_test(name_text_equals_openssl_printing),
+        cmocka_unit_test(fast_readers_match_openssl_path),
     };
     return cmocka_run_group_tests(tests, keys_setup, keys_teardown);
 }

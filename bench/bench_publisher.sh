@@ -18,8 +18,9 @@
 # one EC certificate (userCertificate DER + userSMIMECertificate PKCS#7), keys bench/user<i>, 3 partitions.
 # The publisher runs with policy.enabled: false and its default batching; "done" is every recipient's
 # certificates written (a `change` entry for both attributes of each in the emulator journal; polled).
-#   publisher_recipients_per_s      N / (last write's journal time - first request's journal time): the
-#                                   publisher's work, not its start-up and Kafka group join
+#   publisher_recipients_per_s      N / (last write's journal time - first Graph/Exchange request's journal
+#                                   time): the publisher's work, not its start-up (token fetch) and Kafka
+#                                   group join
 #   publisher_wall_s                from the publisher's start to the last write (start-up included)
 #   publisher_requests_per_recipient every API request in the journal (token, Graph, Exchange) / N
 #   curl_parallel_recipients_per_s  after POST /reset: the publisher's requests, taken from the journal

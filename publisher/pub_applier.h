@@ -10,6 +10,7 @@
 #ifndef PUB_APPLIER_H
 #define PUB_APPLIER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,7 +61,26 @@ typedef struct pub_apply_outcome {
     char client_request_id[64];
     int attempts;
     int http_status;
+    /* RETRY_LATER because pub_apply_limits.cancel_at_ms came while it was unfinished: not applied (its request
+     * may still land; the retried write is the same full state, and the version gate decides). */
+    int cancelled;
 } pub_apply_outcome;
+
+/* Time bounds of one apply_until() call, in CLOCK_MONOTONIC milliseconds; 0: no bound. */
+typedef struct pub_apply_limits {
+    /* No write starts at or after this time (the first one always does, so every call makes progress); the
+     * started writes are a prefix of the array and the others keep a zero outcome. */
+    int64_t start_until_ms;
+    /* Whatever is still unfinished now is cancelled (its requests removed from the wire) and reported
+     * RETRY_LATER with `cancelled` set; nothing starts after it. A hung request cannot hold the batch longer. */
+    int64_t cancel_at_ms;
+    /* Optional (NULL: never): asked before each write is started, the first one included. True: the instance
+     * may no longer own the batch's partitions (the group assignment was lost): nothing more starts and
+     * whatever is unfinished is cancelled at once like at cancel_at_ms (RETRY_LATER, `cancelled`). Must be
+     * cheap; it is asked at least once a second while writes are in progress. */
+    bool (*stop)(void *stop_ctx);
+    void *stop_ctx;
+} pub_apply_limits;
 
 typedef struct pub_applier {
     /*
@@ -84,6 +104,14 @@ typedef struct pub_applier {
      * cached by object key, so the apply() that follows does not ask again. Errors as apply().
      */
     cs_err *(*resolve)(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes);
+    /*
+     * Optional (NULL: the pipeline calls apply() a chunk at a time and checks its deadline between chunks):
+     * apply() within `lim`, starting writes in array order and keeping the HTTP client busy across what would
+     * be chunk boundaries. *n_started receives how many writes were started (a prefix: writes[0..*n_started)
+     * have outcomes, the rest were never sent). Errors as apply(); returns with nothing in flight.
+     */
+    cs_err *(*apply_until)(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes,
+                           const pub_apply_limits *lim, size_t *n_started);
     void *ctx;
 } pub_applier;
 

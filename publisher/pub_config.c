@@ -199,10 +199,23 @@ static const cs_config_row pub_rows[] = {
      .min = 100,
      .max = MIN(30),
      .desc =
-         "Longest time one batch keeps starting Office 365 writes; then the writes in flight finish, what "
-         "completed is committed and the rest is consumed again in the next batch, so a slow or throttled "
-         "Office 365 never keeps the consumer from polling. Must be below kafka.max.poll.interval.ms "
-         "(default 300000), with room for one round of writes (http.timeout)."},
+         "Longest time one batch keeps starting Office 365 writes; then the writes in flight get "
+         "batch.cancel_grace to finish, what completed is committed and the rest is consumed again in the "
+         "next "
+         "batch, so a slow or throttled Office 365 never keeps the consumer from polling. With "
+         "sources.priority the writes not started are parked in topics.retry instead (the multi-site plan "
+         "belongs to the whole batch, so the batch is committed whole). batch.max_apply_time + "
+         "batch.cancel_grace must be below kafka.max.poll.interval.ms (default 300000)."},
+    {.name = "batch.cancel_grace",
+     .type = CS_CONFIG_DURATION,
+     .def = "30s",
+     .min = 100,
+     .max = MIN(30),
+     .desc =
+         "After batch.max_apply_time, how long the writes in flight may still take; a request still "
+         "unanswered then (a hung Office 365 call) is cancelled, its write is not recorded as applied and "
+         "it is retried through topics.retry (a full-state write: repeating it is harmless, the version "
+         "gate decides)."},
     CS_SERVICE_CONFIG_ROWS(9465),
     CS_SERVICE_CONFIG_KAFKA_ROW("group.id defaults to " PUB_CONFIG_DEFAULT_GROUP_ID
                                 "; transactional.id is set from publisher.instance_id."),
@@ -258,6 +271,9 @@ static void pub_finalize(cs_config *c)
                 poll_ms = strtoll(value, NULL, 10);
         }
         long long apply_ms = cs_config_get_duration_ms(c, "batch.max_apply_time");
+        long long grace_ms = cs_config_key_ok(c, "batch.cancel_grace")
+                                 ? cs_config_get_duration_ms(c, "batch.cancel_grace")
+                                 : 0;
         if (poll_ms > 0 && apply_ms >= poll_ms)
             cs_config_add_error(
                 c, "batch.max_apply_time",
@@ -265,6 +281,12 @@ static void pub_finalize(cs_config *c)
                 "ms), with room for the writes in flight: lower batch.max_apply_time or raise "
                 "kafka.max.poll.interval.ms",
                 apply_ms, poll_ms);
+        else if (poll_ms > 0 && apply_ms + grace_ms >= poll_ms)
+            cs_config_add_error(c, "batch.cancel_grace",
+                                "batch.max_apply_time (%lld ms) + batch.cancel_grace (%lld ms) must be below "
+                                "kafka.max.poll.interval.ms (%lld ms): a batch may take that long; lower "
+                                "either or raise kafka.max.poll.interval.ms",
+                                apply_ms, grace_ms, poll_ms);
     }
     /* Offsets commit inside the publisher's transactions; anything else breaks exactly-once. */
     for (size_t i = 0; i < cs_config_prefix_count(c, "kafka."); i++) {
@@ -348,6 +370,7 @@ cs_err *pub_config_load(const char *path, pub_config **out)
     cfg->batch_max_events = (int)cs_config_get_int(raw, "batch.max_events");
     cfg->batch_max_wait_ms = cs_config_get_duration_ms(raw, "batch.max_wait");
     cfg->batch_max_apply_time_ms = cs_config_get_duration_ms(raw, "batch.max_apply_time");
+    cfg->batch_cancel_grace_ms = cs_config_get_duration_ms(raw, "batch.cancel_grace");
     cfg->admin_listen = cs_config_get_string(raw, "admin.listen");
     cs_config_get_listen(raw, "admin.listen", &cfg->admin_host, &cfg->admin_port);
     cfg->log_level = (cs_log_level)cs_config_get_enum_index(raw, "log.level");

@@ -78,6 +78,7 @@ typedef struct pub_config {
     int batch_max_events;
     long long batch_max_wait_ms;
     long long batch_max_apply_time_ms; /* < kafka max.poll.interval.ms (checked at load) */
+    long long batch_cancel_grace_ms;   /* + batch_max_apply_time_ms < kafka max.poll.interval.ms */
     const char *admin_listen;
     const char *admin_host;
     int admin_port;

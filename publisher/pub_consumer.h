@@ -14,6 +14,19 @@
  *    pub_consumer_poll() retries on_assign every second (at most 120 times) and resumes them once it
  *    succeeds; a revoke drops the retry. Any other on_assign error, or the last failed retry, is returned by
  *    the next pub_consumer_poll() as fatal: the service restarts rather than process without state.
+ *  - Pauses carry REASONS (pub_pause_reason), kept per partition: the restore retry above, the multi-site
+ *    guard (sources.priority and not every partition owned) and a parked record's not-before time each set
+ *    and clear only their own, and a partition is resumed only when no reason is left. So the restore
+ *    retry's resume cannot undo the multi-site pause, nor a multi-site resume a not-before wait. A pause set
+ *    from inside on_assign (before the partitions are assigned) is applied right after the assign.
+ *    librdkafka keeps an application's pause on a partition across unassign and reassign, so a revoke
+ *    resumes every paused partition and forgets all reasons: no pause outlives the assignment it was for.
+ *  - Revoke versus HTTP (design.md "Fencing does not stop HTTP"): librdkafka runs the rebalance callback
+ *    only inside rd_kafka_consumer_poll() and rd_kafka_consumer_close(), i.e. inside pub_consumer_poll()
+ *    and pub_consumer_destroy(); the pipeline calls neither while it applies a batch (pub_applier.apply
+ *    returns with nothing in flight, and the commit comes before the next poll). A rebalance that another
+ *    member starts meanwhile waits for this member's next poll (up to max.poll.interval.ms), so on_revoke
+ *    never finds a write of ours in flight; the applier's quiesce is the safety net.
  *
  * Not thread-safe; the hooks run inside pub_consumer_poll() and pub_consumer_close().
  */
@@ -65,8 +78,23 @@ cs_err *pub_consumer_seek(pub_consumer *c, const char *topic, int32_t partition,
 /* The last stable offset of `topic`/`partition` now (read_committed high watermark). */
 cs_err *pub_consumer_lso(pub_consumer *c, const char *topic, int32_t partition, int64_t *out);
 
-/* Pauses or resumes fetching one partition (the retry topic's not-before wait). */
-cs_err *pub_consumer_pause(pub_consumer *c, const char *topic, int32_t partition, int pause);
+/* Why a partition is paused (bits; see above). */
+typedef enum pub_pause_reason {
+    PUB_PAUSE_RESTORE = 1u << 0,    /* set by the consumer: its restore failed retriably, retried from poll */
+    PUB_PAUSE_OWNERSHIP = 1u << 1,  /* sources.priority and not every events partition owned */
+    PUB_PAUSE_NOT_BEFORE = 1u << 2, /* a parked retry record waits for its not-before time */
+} pub_pause_reason;
+
+/*
+ * Sets (pause != 0) or clears `reason` on one partition: fetching stops when the first reason is set and
+ * resumes when the last one is cleared. Inside on_assign the change is applied right after the assign. At
+ * most 4096 partitions can hold a reason at once; beyond that a pause is refused with an error.
+ */
+cs_err *pub_consumer_pause(pub_consumer *c, const char *topic, int32_t partition, pub_pause_reason reason,
+                           int pause);
+
+/* The reasons (pub_pause_reason bits) `topic`/`partition` is paused for now; 0: fetching. */
+unsigned pub_consumer_paused(const pub_consumer *c, const char *topic, int32_t partition);
 
 /* Leaves the group (runs the revoke hook) and destroys the consumer. NULL is allowed. */
 void pub_consumer_destroy(pub_consumer *c);

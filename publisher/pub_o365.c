@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cs_log.h"
 #include "pub_graph.h"
@@ -20,7 +21,13 @@ struct pub_o365 {
     /* retry.not_found.* (defaults when the config leaves them 0, e.g. a config built by a test) */
     long long nf_first_ms, nf_max_ms;
     int nf_factor, nf_attempts;
+    size_t window;   /* writes in progress at once in apply_until(): keeps http.max_inflight busy */
+    bool cancelling; /* apply_until() cancels at its deadline: callbacks report "cancelled", start nothing */
 };
+
+/* retry_after_ms of a write cancelled at the deadline: soon, since the cause was one slow request, not a
+ * throttle (which says its own Retry-After). */
+#define CANCELLED_RETRY_MS 5000
 
 typedef struct write_op {
     pub_o365 *o;
@@ -28,7 +35,8 @@ typedef struct write_op {
     pub_apply_outcome *out;
     pub_recipient rec;
     bool done;
-    cs_err *fatal; /* credentials / config: fails the batch */
+    size_t *n_done; /* the apply_until() call's count of finished writes */
+    cs_err *fatal;  /* credentials / config: fails the batch */
     char mail[256];
 } write_op;
 
@@ -50,6 +58,9 @@ cs_err *pub_o365_new(const pub_config *cfg, const pub_o365_opts *opts, pub_o365 
         o->nf_max_ms = o->nf_first_ms;
     o->nf_factor = cfg->not_found_factor > 0 ? cfg->not_found_factor : PUB_O365_NOT_FOUND_FACTOR;
     o->nf_attempts = cfg->not_found_attempts > 0 ? cfg->not_found_attempts : PUB_O365_NOT_FOUND_ATTEMPTS;
+    /* A write is up to three requests in a row (lookup, Get-Recipient, Set-*): with twice as many writes in
+     * progress as slots, a slot freed by one write's step finds another write's request queued. */
+    o->window = 2 * (size_t)(cfg->http_max_inflight > 0 ? cfg->http_max_inflight : 1);
     pub_http_opts ho = {.max_inflight = cfg->http_max_inflight,
                         .timeout_ms = cfg->http_timeout_ms,
                         .ca_file = cfg->o365_ca_file,
@@ -148,6 +159,29 @@ static void set_detail(write_op *op, const char *s)
     snprintf(op->out->detail, sizeof op->out->detail, "%s", s ? s : "");
 }
 
+/* Marks `op` finished (once) and counts it for the apply_until() driving it. */
+static void op_done(write_op *op)
+{
+    if (op->done)
+        return;
+    op->done = true;
+    if (op->n_done)
+        (*op->n_done)++;
+}
+
+/* The write was cancelled at apply_until()'s deadline: not applied, to be tried again (pub_apply_outcome). */
+static void cancelled(write_op *op, const char *what)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg,
+             "cancelled at the batch deadline (batch.max_apply_time + batch.cancel_grace) %s", what);
+    set_detail(op, msg);
+    op->out->status = PUB_APPLY_RETRY_LATER;
+    op->out->retry_after_ms = CANCELLED_RETRY_MS;
+    op->out->cancelled = 1;
+    op_done(op);
+}
+
 static void not_found(write_op *op, const char *what)
 {
     int attempt = op->w->attempt > 0 ? op->w->attempt : 1;
@@ -162,7 +196,7 @@ static void not_found(write_op *op, const char *what)
         op->out->status = PUB_APPLY_RETRY_LATER;
         op->out->retry_after_ms = not_found_delay_ms(op->o, attempt);
     }
-    op->done = true;
+    op_done(op);
 }
 
 static void on_set(void *ctx, const pub_exo_result *res)
@@ -171,10 +205,14 @@ static void on_set(void *ctx, const pub_exo_result *res)
     pub_apply_outcome *out = op->out;
     snprintf(out->client_request_id, sizeof out->client_request_id, "%s", res->client_request_id);
     out->http_status = (int)res->status;
+    if (res->kind == PUB_EXO_CANCELLED && op->o->cancelling) {
+        cancelled(op, "while writing");
+        return;
+    }
     switch (res->kind) {
     case PUB_EXO_OK:
         out->status = op->w->clear ? PUB_APPLY_CLEARED : PUB_APPLY_APPLIED;
-        op->done = true;
+        op_done(op);
         return;
     case PUB_EXO_NOT_FOUND:
         pub_resolver_forget(op->o->resolver, op->w->object_key); /* moved or deleted since it was cached */
@@ -206,7 +244,7 @@ static void on_set(void *ctx, const pub_exo_result *res)
         break;
     }
     set_detail(op, res->err ? cs_err_message(res->err) : pub_exo_kind_name(res->kind));
-    op->done = true;
+    op_done(op);
 }
 
 static void on_resolved(void *ctx, pub_resolve_status st, const pub_recipient *r, const cs_err *err,
@@ -214,6 +252,11 @@ static void on_resolved(void *ctx, pub_resolve_status st, const pub_recipient *r
 {
     write_op *op = ctx;
     pub_apply_outcome *out = op->out;
+    if (op->o->cancelling) {
+        /* A lookup ended by the cancellation (it failed or missed only because it was cut): start nothing. */
+        cancelled(op, "while resolving the recipient");
+        return;
+    }
     if (st == PUB_RESOLVE_NOT_FOUND) {
         not_found(op, "resolve");
         return;
@@ -229,7 +272,7 @@ static void on_resolved(void *ctx, pub_resolve_status st, const pub_recipient *r
             out->status = PUB_APPLY_RETRY_LATER;
             out->retry_after_ms = retry_after_ms >= 0 ? retry_after_ms : 30000;
         }
-        op->done = true;
+        op_done(op);
         return;
     }
     op->rec = *r;
@@ -246,7 +289,7 @@ static void on_resolved(void *ctx, pub_resolve_status st, const pub_recipient *r
         set_detail(op, msg);
         out->status = PUB_APPLY_PERMANENT;
         out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED;
-        op->done = true;
+        op_done(op);
         return;
     }
     snprintf(out->cmdlet, sizeof out->cmdlet, "%s", cmdlet);
@@ -263,7 +306,7 @@ static void on_resolved(void *ctx, pub_resolve_status st, const pub_recipient *r
             cs_err_free(e);
         out->status = PUB_APPLY_RETRY_LATER;
         out->retry_after_ms = 30000;
-        op->done = true;
+        op_done(op);
     }
 }
 
@@ -395,56 +438,106 @@ static cs_err *resolve(void *ctx, const pub_write *writes, size_t n, pub_apply_o
     return err;
 }
 
-static cs_err *apply(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes)
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Starts write `op` (its lookup, or its Set-* when pre-resolved); a write that cannot start finishes here. */
+static void start_write(pub_o365 *o, write_op *op)
+{
+    const pub_write *w = op->w;
+    const Certsync__V1__Identity *id = w->event ? w->event->identity : NULL;
+    if (!id) {
+        set_detail(op, "event without identity");
+        op->out->status = PUB_APPLY_PERMANENT;
+        op->out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED;
+        op_done(op);
+        return;
+    }
+    if (w->recipient) {
+        /* Pre-resolved (a clear of an old recipient, a handover): no lookup, the cmdlet from its type. */
+        pub_recipient r;
+        recipient_from_proto(w->recipient, &r);
+        on_resolved(op, PUB_RESOLVE_FOUND, &r, NULL, 0);
+        return;
+    }
+    pub_resolve_input in;
+    pub_o365_resolve_input(id, &in, op->mail, sizeof op->mail);
+    cs_err *e = pub_resolver_resolve(o->resolver, w->object_key, &in, on_resolved, op);
+    if (e) {
+        set_detail(op, cs_err_message(e));
+        op->out->status = PUB_APPLY_PERMANENT;
+        op->out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_RECIPIENT_NOT_FOUND;
+        op_done(op);
+        cs_err_free(e);
+    }
+}
+
+/*
+ * pub_applier.apply_until: starts writes in order, o->window in progress at once, so the HTTP client always
+ * has the next write's requests queued (no drain between chunks); starts none at or after lim->start_until_ms
+ * (but always the first); at lim->cancel_at_ms, or as soon as lim->stop says so (then not even the first
+ * starts), cancels whatever is unfinished (RETRY_LATER, `cancelled`).
+ * Bounded: every request ends within its timeouts x attempts, and the cancel time bounds them all.
+ */
+static cs_err *apply_until(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes,
+                           const pub_apply_limits *lim, size_t *n_started)
 {
     pub_o365 *o = ctx;
     cs_err *err = NULL;
+    size_t started = 0, n_done = 0;
+    int64_t start_until = lim ? lim->start_until_ms : 0, cancel_at = lim ? lim->cancel_at_ms : 0;
+    *n_started = 0;
     write_op *ops = calloc(n ? n : 1, sizeof *ops);
     if (!ops)
-        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        write_op *op = &ops[i];
-        op->o = o;
-        op->w = &writes[i];
-        op->out = &outcomes[i];
-        const Certsync__V1__Identity *id = writes[i].event ? writes[i].event->identity : NULL;
-        if (!id) {
-            set_detail(op, "event without identity");
-            op->out->status = PUB_APPLY_PERMANENT;
-            op->out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED;
-            op->done = true;
-            continue;
-        }
-        if (writes[i].recipient) {
-            /* Pre-resolved (a clear of an old recipient, a handover): no lookup, the cmdlet from its type. */
-            pub_recipient r;
-            recipient_from_proto(writes[i].recipient, &r);
-            on_resolved(op, PUB_RESOLVE_FOUND, &r, NULL, 0);
-            continue;
-        }
-        pub_resolve_input in;
-        pub_o365_resolve_input(id, &in, op->mail, sizeof op->mail);
-        cs_err *e = pub_resolver_resolve(o->resolver, writes[i].object_key, &in, on_resolved, op);
-        if (e) {
-            set_detail(op, cs_err_message(e));
-            op->out->status = PUB_APPLY_PERMANENT;
-            op->out->reason = CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_RECIPIENT_NOT_FOUND;
-            op->done = true;
-            cs_err_free(e);
-        }
-    }
-    /* Drive until every write finished: bounded, since every request is (timeouts x attempts). */
+        return cs_err_new(CS_ERR_NOMEM, 0, "out of memory for %zu writes", n);
     for (;;) {
-        bool all = true;
-        for (size_t i = 0; i < n; i++)
-            all = all && ops[i].done;
-        if (all || pub_http_pending(o->http) == 0)
+        int64_t now = mono_ms();
+        /* Assignment lost (pub_apply_limits.stop): another member may own the partitions already, so its
+         * writes could be overtaken by ours: cancel the unfinished ones as at the cancel time. */
+        bool stop = lim && lim->stop && lim->stop(lim->stop_ctx);
+        if (stop && n_done == started)
             break;
-        err = pub_http_run(o->http, 1000, NULL);
+        if ((stop || (cancel_at > 0 && now >= cancel_at)) && n_done < started) {
+            /* The cancellations complete every unfinished write through its callback (cancelled()). */
+            o->cancelling = true;
+            pub_http_cancel_all(o->http);
+            o->cancelling = false;
+            for (size_t i = 0; i < started; i++)
+                if (!ops[i].done)
+                    cancelled(&ops[i], "before it finished");
+            break;
+        }
+        bool may_start =
+            started == 0 || ((start_until <= 0 || now < start_until) && (cancel_at <= 0 || now < cancel_at));
+        /* n_done counts only started writes, so started - n_done is the number in progress. */
+        while (may_start && started < n && started - n_done < o->window) {
+            write_op *op = &ops[started];
+            op->o = o;
+            op->w = &writes[started];
+            op->out = &outcomes[started];
+            op->n_done = &n_done;
+            started++;
+            start_write(o, op);
+        }
+        if (n_done == started && (started == n || !may_start))
+            break;
+        if (pub_http_pending(o->http) == 0) {
+            if (n_done < started) /* in progress with nothing on the wire: a bug, reported below */
+                break;
+            continue; /* everything started finished at once (no request needed): start more */
+        }
+        long long wait = 1000;
+        if (cancel_at > 0 && cancel_at - now < wait)
+            wait = cancel_at - now > 0 ? cancel_at - now : 1;
+        err = pub_http_run(o->http, wait, NULL);
         if (err)
             break;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < started; i++) {
         if (!ops[i].done && !err)
             err = cs_err_new(CS_ERR_INTERNAL, 0, "write for %s never completed", writes[i].object_key);
         if (ops[i].fatal) {
@@ -457,7 +550,15 @@ static cs_err *apply(void *ctx, const pub_write *writes, size_t n, pub_apply_out
     if (err)
         pub_http_cancel_all(o->http);
     free(ops);
+    *n_started = started;
     return err;
+}
+
+/* pub_applier.apply: every write, no time bound. */
+static cs_err *apply(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes)
+{
+    size_t started = 0;
+    return apply_until(ctx, writes, n, outcomes, NULL, &started);
 }
 
 static void quiesce(void *ctx)
@@ -469,6 +570,7 @@ static void quiesce(void *ctx)
 
 pub_applier pub_o365_applier(pub_o365 *o)
 {
-    pub_applier a = {.apply = apply, .quiesce = quiesce, .resolve = resolve, .ctx = o};
+    pub_applier a = {
+        .apply = apply, .quiesce = quiesce, .resolve = resolve, .apply_until = apply_until, .ctx = o};
     return a;
 }

@@ -16,6 +16,10 @@
  *                                    happens inside pub_http; longer ones come back here to be parked)
  *   outage after retries          -> RETRY_LATER after 30 s
  *   credential / config failure   -> apply() returns the (fatal) error: the batch is not committed
+ *   unfinished at the cancel time -> RETRY_LATER with `cancelled` (apply_until's pub_apply_limits): its
+ *                                    requests are removed from the wire, it is not applied
+ * apply_until() keeps 2 x http.max_inflight writes in progress and starts the next as one finishes, so the
+ * connections stay busy for the whole batch instead of draining at chunk boundaries.
  */
 #ifndef PUB_O365_H
 #define PUB_O365_H

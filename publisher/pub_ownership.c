@@ -41,6 +41,7 @@ typedef struct extra {
     pub_write w;
     Certsync__V1__ChangeEvent *event; /* decoded from the state (handover); NULL when borrowed */
     pub_decision *dec;
+    const Certsync__V1__ChangeEvent *cause; /* the event of the batch write that led to it (borrowed) */
     rcpt_copy rcpt;
     char key[PUB_STATE_KEY_MAX + 1];
     char detail[512];
@@ -149,7 +150,7 @@ static extra *new_extra(pub_ownership *o)
 
 /* A handover: write `c`'s kept event to recipient `target`. False (logged) when it cannot be written. */
 static bool plan_handover(pub_ownership *o, const pub_ownership_in *in, const claim *c,
-                          const Certsync__V1__Recipient *target, const char *from)
+                          const Certsync__V1__Recipient *target, const char *from, const pub_write *why)
 {
     const Certsync__V1__ObjectState *obj = c->obj;
     Certsync__V1__ChangeEvent *ev = NULL;
@@ -177,6 +178,9 @@ static bool plan_handover(pub_ownership *o, const pub_ownership_in *in, const cl
     extra *x = new_extra(o);
     x->event = ev;
     x->dec = dec;
+    x->cause = why->event;
+    x->w.attempt =
+        why->attempt > 0 ? why->attempt : 1; /* a not-found target ends in the DLQ like its cause */
     snprintf(x->key, sizeof x->key, "%s", c->c.object_key);
     rcpt_from_pb(&x->rcpt, target);
     snprintf(x->detail, sizeof x->detail, "handover from %s", from ? from : "(none)");
@@ -197,6 +201,8 @@ static void plan_clear(pub_ownership *o, const pub_write *why, const char *owner
                        const Certsync__V1__Recipient *target)
 {
     extra *x = new_extra(o);
+    x->cause = why->event;
+    x->w.attempt = why->attempt > 0 ? why->attempt : 1;
     snprintf(x->key, sizeof x->key, "%s", owner_key);
     rcpt_from_pb(&x->rcpt, target);
     snprintf(x->detail, sizeof x->detail, "cleared: no object with certificates maps to it after %s changed",
@@ -260,7 +266,7 @@ static void settle(pub_ownership *o, const pub_ownership_in *in, const char *rid
     if (!target || !why)
         return;
     if (v.action == PUB_OWNER_WRITE)
-        plan_handover(o, in, src[v.owner], target, applied_owner);
+        plan_handover(o, in, src[v.owner], target, applied_owner, why);
     else if (v.action == PUB_OWNER_CLEAR)
         plan_clear(o, why, best != SIZE_MAX ? cl[best].object_key : why->object_key, target);
 }
@@ -380,6 +386,11 @@ size_t pub_ownership_extra_count(const pub_ownership *o)
 const pub_write *pub_ownership_extra(const pub_ownership *o, size_t j)
 {
     return j < o->n_extras ? &o->extras[j].w : NULL;
+}
+
+const Certsync__V1__ChangeEvent *pub_ownership_extra_cause(const pub_ownership *o, size_t j)
+{
+    return j < o->n_extras ? o->extras[j].cause : NULL;
 }
 
 const char *pub_ownership_extra_detail(const pub_ownership *o, size_t j)

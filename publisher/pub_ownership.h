@@ -74,6 +74,13 @@ size_t pub_ownership_extra_count(const pub_ownership *o);
  */
 const pub_write *pub_ownership_extra(const pub_ownership *o, size_t j);
 
+/*
+ * The event of the batch write that led to extra write `j` (pointer-equal to that pub_write's `event`, i.e.
+ * borrowed from the batch), so a failed extra can be retried with it: parked, its record comes back and the
+ * plan is made again. NULL for an unknown j.
+ */
+const Certsync__V1__ChangeEvent *pub_ownership_extra_cause(const pub_ownership *o, size_t j);
+
 /* "handover from <old owner>" or "cleared: <why>", for logs. Owned by the plan. */
 const char *pub_ownership_extra_detail(const pub_ownership *o, size_t j);
 

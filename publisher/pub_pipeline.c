@@ -45,6 +45,12 @@ typedef struct item {
     int write_idx; /* index into the writes array, or -1 */
     int plan_idx;  /* index of its write in the multi-site plan, or -1 */
     int deferred;  /* at or after its partition's first unstarted write (apply time ran out): next batch */
+    /* 1 + index of a multi-site extra write (a handover or a clear) this item's write led to and that failed
+     * retriably: the item is parked instead of recorded, so it comes back and the plan is made again. */
+    int park_extra;
+    /* Multi-site: its write would put on the recipient exactly what a replica of it (the same object through
+     * another source) already wrote there: recorded as SKIPPED_DUPLICATE, nothing written. */
+    int replica_duplicate;
 } item;
 
 /* A state record produced in the open transaction, applied to memory after the commit. */
@@ -168,6 +174,19 @@ static cs_err *on_assign(void *opaque, const rd_kafka_topic_partition_list_t *pa
             ids[n++] = parts->elems[i].partition;
     if (n == 0)
         return NULL;
+    /* sources.priority with only some events partitions (pub_pipeline.h): pause all of them, retry topic
+     * too, from the assign on, so no record is consumed before partial_guard() sees it; this pause (its
+     * own reason) also outlasts a restore that succeeds only on a retry. The eager assignor makes every
+     * assignment whole, so the reason goes with the revoke that precedes a full one. */
+    if (pub_owner_rules_count(p->opts.owner_rules) > 0 && p->n_events_parts > 0 &&
+        n < (size_t)p->n_events_parts) {
+        for (int i = 0; i < parts->cnt; i++) {
+            err = pub_consumer_pause(p->consumer, parts->elems[i].topic, parts->elems[i].partition,
+                                     PUB_PAUSE_OWNERSHIP, 1);
+            if (err)
+                return err;
+        }
+    }
     for (size_t i = 0; i < n; i++)
         pub_state_drop_partition(p->state, ids[i]);
     tell_owned(p, true);
@@ -211,7 +230,9 @@ static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts
     pub_pipeline *p = opaque;
     if (p->opts.fault_point)
         p->opts.fault_point(p->opts.fault_ctx, "revoke");
-    /* 1. No write of ours may land after the new owner's: the applier cancels or awaits what is in flight. */
+    /* 1. No write of ours may land after the new owner's. Nothing is in flight here: this callback runs only
+     * from the consumer's poll, never during apply (pub_consumer.h "Revoke versus HTTP"); quiesce cancels
+     * whatever is, as a safety net. */
     if (p->applier.quiesce)
         p->applier.quiesce(p->applier.ctx);
     /* 2. Abort an open transaction (the batch loop never polls with one open; this is the safety net). */
@@ -470,7 +491,8 @@ static void resume_due(pub_pipeline *p)
     for (size_t i = 0; i < MAX_PARTS; i++) {
         part_mark *m = &p->paused[i];
         if (m->active && m->until <= now) {
-            cs_err *e = pub_consumer_pause(p->consumer, p->opts.topic_retry, m->partition, 0);
+            cs_err *e =
+                pub_consumer_pause(p->consumer, p->opts.topic_retry, m->partition, PUB_PAUSE_NOT_BEFORE, 0);
             if (e) {
                 cs_log_warn(FAC, "%s", cs_err_message(e));
                 cs_err_free(e);
@@ -554,7 +576,7 @@ static cs_err *collect(pub_pipeline *p)
                 pm->partition = m->partition;
                 pm->until = not_before;
                 pm->active = 1;
-                err = pub_consumer_pause(p->consumer, topic, m->partition, 1);
+                err = pub_consumer_pause(p->consumer, topic, m->partition, PUB_PAUSE_NOT_BEFORE, 1);
                 if (!err)
                     err = pub_consumer_seek(p->consumer, topic, m->partition, m->offset);
                 rd_kafka_message_destroy(m);
@@ -710,12 +732,56 @@ static cs_err *produce_object_state(pub_pipeline *p, const item *it, Certsync__V
     return err;
 }
 
+/* A tombstone for state key `key` in `partition` of the state topic, in the open transaction (and in memory
+ * after the commit, like every pending record), unless one is already pending there. */
+static cs_err *produce_tombstone(pub_pipeline *p, int32_t partition, const char *key)
+{
+    for (size_t i = 0; i < p->n_pending; i++)
+        if (!p->pending[i].value && p->pending[i].partition == partition &&
+            strcmp(p->pending[i].key, key) == 0)
+            return NULL;
+    pending_state *ps = NULL;
+    cs_err *err = add_pending(p, partition, "", key, &ps);
+    if (err)
+        return err;
+    return cs_kafka_producer_produce(p->producer, p->opts.topic_state, partition, key, strlen(key), NULL, 0,
+                                     NULL, 0);
+}
+
+/*
+ * A recipient whose owner moved to an object of another events partition (multi-site handover) gets its
+ * RecipientState in the new partition: the old partition's record is tombstoned in the same transaction, so
+ * compaction removes it and an instance restoring only the old partition never sees the old owner's state.
+ * (Records already out there without a tombstone are handled on restore: pub_state_put keeps the newer
+ * written_at_ms.) The old partitions are the stored record's and any earlier record of this transaction.
+ */
+static cs_err *tombstone_moved_recipient(pub_pipeline *p, int32_t partition, const char *key)
+{
+    cs_err *err = NULL;
+    int32_t old = 0;
+    if (pub_state_partition_of(p->state, key, &old) && old != partition)
+        err = produce_tombstone(p, old, key);
+    size_t n = p->n_pending; /* produce_tombstone appends tombstones, which this loop need not visit */
+    for (size_t i = 0; !err && i < n; i++)
+        if (p->pending[i].value && p->pending[i].partition != partition &&
+            strcmp(p->pending[i].key, key) == 0)
+            err = produce_tombstone(p, p->pending[i].partition, key);
+    return err;
+}
+
 /* rcpt/<id>: `w` (a batch item's write or an extra one) was written to `rcpt`. */
 static cs_err *produce_recipient_state(pub_pipeline *p, const pub_write *w, Certsync__V1__Recipient *rcpt,
                                        const pub_apply_outcome *o)
 {
     pending_state *ps = NULL;
-    cs_err *err = add_pending(p, w->partition, PUB_STATE_RCPT_PREFIX, pub_state_recipient_id(rcpt), &ps);
+    const char *rid = pub_state_recipient_id(rcpt);
+    char key[PUB_STATE_KEY_MAX + 1];
+    if (rid && snprintf(key, sizeof key, "%s%s", PUB_STATE_RCPT_PREFIX, rid) < (int)sizeof key) {
+        cs_err *terr = tombstone_moved_recipient(p, w->partition, key);
+        if (terr)
+            return terr;
+    }
+    cs_err *err = add_pending(p, w->partition, PUB_STATE_RCPT_PREFIX, rid, &ps);
     if (err)
         return err;
     size_t n_uc = w->clear ? 0 : w->n_user_certificate, n_sm = w->clear ? 0 : w->n_user_smime_certificate;
@@ -889,9 +955,18 @@ static cs_err *produce_item(pub_pipeline *p, const item *it, const pub_apply_out
     pub_decision_kind kind = pub_decision_get_kind(it->dec);
     const char *detail = pub_decision_detail(it->dec);
     switch (kind) {
-    case PUB_DECISION_SKIP_STALE:
+    case PUB_DECISION_SKIP_STALE: {
         bs->skipped_stale++;
-        return produce_result(p, it, CERTSYNC__V1__OUTCOME__OUTCOME_SKIPPED_STALE, detail, NULL, NULL);
+        /* Newer than the object's own state but stale against a replica's write (pub_state_view): its claim
+         * still moves on to what this source reports now, so a later handover never writes an older state. */
+        const Certsync__V1__ObjectState *os = pub_state_object(p->state, it->key);
+        if (os && it->ev->version &&
+            (!os->version || cs_version_compare(it->ev->version, os->version) == CS_VERSION_NEWER))
+            err = produce_object_state(p, it, os->recipient);
+        if (!err)
+            err = produce_result(p, it, CERTSYNC__V1__OUTCOME__OUTCOME_SKIPPED_STALE, detail, NULL, NULL);
+        return err;
+    }
     case PUB_DECISION_SKIP_DUPLICATE: {
         bs->skipped_duplicate++;
         /* The version advances; the recipient stays what it was. */
@@ -911,6 +986,47 @@ static cs_err *produce_item(pub_pipeline *p, const item *it, const pub_apply_out
     case PUB_DECISION_WRITE:
     case PUB_DECISION_CLEAR:
         break;
+    }
+    if (it->park_extra > 0) {
+        /* Its own write may have landed; recording nothing (no state) and parking it makes the next attempt
+         * decide and plan again, and write the failed extra (handover or clear) then. */
+        const pub_apply_outcome *xo = &outcomes[p->extra_base + (size_t)(it->park_extra - 1)];
+        char why[720];
+        snprintf(why, sizeof why, "multi-site %.120s failed, retried with this event: %.480s",
+                 pub_ownership_extra_detail(p->plan, (size_t)(it->park_extra - 1)), xo->detail);
+        bs->parked++;
+        err = produce_parked(p, it, xo);
+        if (!err)
+            err = produce_result(p, it, CERTSYNC__V1__OUTCOME__OUTCOME_PARKED, why, NULL, xo);
+        return err;
+    }
+    if (it->replica_duplicate) {
+        /* A replica's write already holds this content: nothing is written, but the object takes the recipient
+         * over on paper (its RecipientState names it, same hash), so the owner rule sees no owner change that
+         * a handover would "repair" with an identical write, and its claim is recorded. */
+        Certsync__V1__Recipient *r = pub_ownership_recipient(p->plan, (size_t)it->plan_idx);
+        const Certsync__V1__RecipientState *prev = pub_state_recipient(p->state, pub_state_recipient_id(r));
+        char why[640];
+        snprintf(why, sizeof why, "the same content was written by a replica of this object (%.500s)",
+                 prev && prev->owner_object_key ? prev->owner_object_key : "?");
+        pub_write rw = {.object_key = it->key,
+                        .event = it->ev,
+                        .clear = kind == PUB_DECISION_CLEAR,
+                        .written_sha256 = pub_decision_sha256(it->dec),
+                        .partition = it->msg->partition};
+        rw.user_certificate =
+            pub_decision_values(it->dec, CS_CERT_ATTR_USER_CERTIFICATE, &rw.n_user_certificate);
+        rw.user_smime_certificate =
+            pub_decision_values(it->dec, CS_CERT_ATTR_USER_SMIME_CERTIFICATE, &rw.n_user_smime_certificate);
+        pub_apply_outcome none;
+        memset(&none, 0, sizeof none);
+        bs->skipped_duplicate++;
+        err = produce_object_state(p, it, r);
+        if (!err)
+            err = produce_recipient_state(p, &rw, r, &none);
+        if (!err)
+            err = produce_result(p, it, CERTSYNC__V1__OUTCOME__OUTCOME_SKIPPED_DUPLICATE, why, r, NULL);
+        return err;
     }
     if (p->plan && it->plan_idx >= 0 && pub_ownership_skipped(p->plan, (size_t)it->plan_idx)) {
         /* Not the owner: nothing written, but its claim (recipient, certificates, event) is recorded. */
@@ -967,16 +1083,74 @@ static cs_err *produce_item(pub_pipeline *p, const item *it, const pub_apply_out
     }
 }
 
+/* The batch item whose event led to extra write `j`, or NULL. */
+static item *extra_cause(pub_pipeline *p, size_t j)
+{
+    const Certsync__V1__ChangeEvent *ev = pub_ownership_extra_cause(p->plan, j);
+    for (size_t i = 0; ev && i < p->n_items; i++)
+        if (p->items[i].ev == ev && !p->items[i].deferred)
+            return &p->items[i];
+    return NULL;
+}
+
+/*
+ * Before the transaction: an extra write (handover, clear) that failed retriably (throttled, outage,
+ * cancelled at the deadline, not started) must not be dropped: the item whose write led to it is parked
+ * instead of recorded (produce_item), so its event comes back through topics.retry and the plan, with the
+ * extra, is made again. A cause that is itself parked already comes back anyway; one dead-lettered cannot.
+ */
+static void park_failed_extras(pub_pipeline *p, const pub_apply_outcome *outcomes)
+{
+    for (size_t j = 0; p->plan && j < pub_ownership_extra_count(p->plan); j++) {
+        const pub_apply_outcome *o = &outcomes[p->extra_base + j];
+        if (o->status != PUB_APPLY_RETRY_LATER && o->status != 0)
+            continue;
+        item *it = extra_cause(p, j);
+        const pub_apply_outcome *own = it && it->write_idx >= 0 ? &outcomes[it->write_idx] : NULL;
+        if (it && own && own->status == PUB_APPLY_PERMANENT) {
+            cs_log_kv(CS_LOG_ERROR, FAC,
+                      "multi-site write failed and its cause is dead-lettered: the recipient keeps its old "
+                      "certificates until one of its objects changes",
+                      "key", it->key, "what", pub_ownership_extra_detail(p->plan, j), "error", o->detail,
+                      NULL);
+            continue;
+        }
+        if (it && it->park_extra == 0)
+            it->park_extra = (int)j + 1;
+        else if (!it)
+            cs_log_kv(CS_LOG_ERROR, FAC, "multi-site write failed and no batch record led to it: not retried",
+                      "what", pub_ownership_extra_detail(p->plan, j), "error", o->detail, NULL);
+    }
+}
+
 /* The multi-site step's extra writes (handovers, clears): a written one records its recipient's new state;
- * one that failed is logged and left to the next change of one of the recipient's claims. */
+ * a permanent failure goes to the dead-letter topic with the record that led to it; a retriable one is
+ * retried with that record (park_failed_extras). */
 static cs_err *produce_extras(pub_pipeline *p, const pub_apply_outcome *outcomes)
 {
     cs_err *err = NULL;
     for (size_t j = 0; !err && p->plan && j < pub_ownership_extra_count(p->plan); j++) {
         const pub_write *w = pub_ownership_extra(p->plan, j);
         const pub_apply_outcome *o = &outcomes[p->extra_base + j];
+        if (o->status == PUB_APPLY_PERMANENT) {
+            item *it = extra_cause(p, j);
+            char detail[700];
+            snprintf(detail, sizeof detail, "multi-site %.120s of recipient %.120s failed: %.400s",
+                     pub_ownership_extra_detail(p->plan, j), pub_state_recipient_id(w->recipient), o->detail);
+            cs_log_kv(CS_LOG_WARN, FAC, "multi-site write failed permanently: dead-lettered", "key",
+                      w->object_key, "what", pub_ownership_extra_detail(p->plan, j), "error", o->detail,
+                      NULL);
+            if (it) {
+                p->batch_stats.dead_lettered++;
+                err = produce_dead_letter(
+                    p, it,
+                    o->reason ? o->reason : CERTSYNC__V1__DEAD_LETTER_REASON__DEAD_LETTER_REASON_REJECTED,
+                    detail, o);
+            }
+            continue;
+        }
         if (o->status != PUB_APPLY_APPLIED && o->status != PUB_APPLY_CLEARED) {
-            cs_log_kv(CS_LOG_WARN, FAC, "multi-site write failed: the recipient keeps its old certificates",
+            cs_log_kv(CS_LOG_WARN, FAC, "multi-site write failed: retried with the event that led to it",
                       "key", w->object_key, "what", pub_ownership_extra_detail(p->plan, j), "error",
                       o->detail, NULL);
             continue;
@@ -1115,10 +1289,12 @@ static void pause_owned(pub_pipeline *p, int pause)
     for (size_t i = 0; i < MAX_PARTS; i++) {
         if (!p->owned[i].active)
             continue;
-        cs_err *e = pub_consumer_pause(p->consumer, p->opts.topic_events, p->owned[i].partition, pause);
-        /* A retry partition waiting for its not-before time stays paused (resume_due resumes it). */
-        if (!e && (pause || !p->paused[i].active))
-            e = pub_consumer_pause(p->consumer, p->opts.topic_retry, p->owned[i].partition, pause);
+        cs_err *e = pub_consumer_pause(p->consumer, p->opts.topic_events, p->owned[i].partition,
+                                       PUB_PAUSE_OWNERSHIP, pause);
+        /* A retry partition waiting for its not-before time stays paused: that is its own reason. */
+        if (!e)
+            e = pub_consumer_pause(p->consumer, p->opts.topic_retry, p->owned[i].partition,
+                                   PUB_PAUSE_OWNERSHIP, pause);
         if (e) {
             cs_log_warn(FAC, "%s", cs_err_message(e));
             cs_err_free(e);
@@ -1181,6 +1357,20 @@ bool pub_pipeline_partial_assignment(const pub_pipeline *p)
  * plans ownership, drops the writes of non-owners from `writes` (their items keep plan_idx) and appends the
  * extra writes; `outcomes` (zeroed, room for 3 x items) is used for the lookups and zeroed again after.
  */
+/*
+ * True when `w` (its object the owner of `rcpt`) would write exactly what the recipient already holds from a
+ * replica of that object (pub_state_same_object: one object seen through two DCs). The version gate cannot see
+ * it for an object's FIRST event (no ObjectState yet, pub_state_view), e.g. the initial sync when the lower-
+ * ranked DC's snapshot came first: without this the owner change would rewrite identical certificates.
+ */
+static bool replica_wrote_it(const pub_pipeline *p, const pub_write *w, const Certsync__V1__Recipient *rcpt)
+{
+    const Certsync__V1__RecipientState *rs = pub_state_recipient(p->state, pub_state_recipient_id(rcpt));
+    return rs && rs->owner_object_key && rs->written_sha256 && w->written_sha256 &&
+           pub_state_same_object(rs->owner_object_key, w->object_key) &&
+           strcmp(rs->written_sha256, w->written_sha256) == 0;
+}
+
 static cs_err *multi_site_step(pub_pipeline *p, pub_write *writes, size_t *n_writes,
                                pub_apply_outcome *outcomes)
 {
@@ -1212,6 +1402,11 @@ static cs_err *multi_site_step(pub_pipeline *p, pub_write *writes, size_t *n_wri
             it->write_idx = -1;
             continue;
         }
+        if (replica_wrote_it(p, &writes[w], pub_ownership_recipient(p->plan, w))) {
+            it->write_idx = -1;
+            it->replica_duplicate = 1;
+            continue;
+        }
         writes[kept] = writes[w]; /* w >= kept: items are visited in write order */
         it->write_idx = (int)kept++;
     }
@@ -1220,6 +1415,20 @@ static cs_err *multi_site_step(pub_pipeline *p, pub_write *writes, size_t *n_wri
         writes[kept++] = *pub_ownership_extra(p->plan, j);
     *n_writes = kept;
     return NULL;
+}
+
+/*
+ * pub_apply_limits.stop: true once librdkafka considers the group assignment lost (max.poll.interval.ms
+ * exceeded while applying, session timed out, fenced generation). rd_kafka_assignment_lost() reads an atomic
+ * flag that the group thread sets the moment it decides the loss and that only rd_kafka_assign()/unassign()
+ * in the rebalance callback resets; that callback runs from the next poll, which the batch loop does not do
+ * while applying. So from here the flag is true from the loss until our own revoke handling: another member
+ * may own the partitions meanwhile, and no write of ours may start (design.md "Fencing does not stop HTTP").
+ */
+static bool assignment_lost(void *ctx)
+{
+    pub_pipeline *p = ctx;
+    return rd_kafka_assignment_lost(pub_consumer_rd_kafka(p->consumer)) == 1;
 }
 
 /*
@@ -1263,31 +1472,83 @@ static cs_err *remap_step(pub_pipeline *p, pub_write *writes, size_t n, pub_appl
     p->extra_base = n;
     for (size_t j = 0; j < ne; j++)
         writes[n + j] = *pub_ownership_extra(p->plan, j);
-    err = p->applier.apply(p->applier.ctx, writes + n, ne, outcomes + n);
+    if (p->applier.apply_until) {
+        /* A hung clear is cancelled after the grace too (then retried with its cause: park_failed_extras). */
+        pub_apply_limits lim = {.stop = assignment_lost, .stop_ctx = p};
+        size_t started = 0;
+        if (p->opts.batch_max_apply_time_ms > 0 && p->opts.batch_cancel_grace_ms > 0)
+            lim.cancel_at_ms = mono_ms() + p->opts.batch_cancel_grace_ms;
+        err = p->applier.apply_until(p->applier.ctx, writes + n, ne, outcomes + n, &lim, &started);
+    } else {
+        err = p->applier.apply(p->applier.ctx, writes + n, ne, outcomes + n);
+    }
     if (err)
         return cs_err_wrap(err, "clearing %zu re-mapped recipients (the batch will be re-delivered)", ne);
     return NULL;
 }
 
 /*
- * Applies writes[0..n) apply_chunk at a time and starts no further chunk once batch_max_apply_time has passed
- * since the first (design.md: stop writing well before max.poll.interval.ms). The running chunk finishes: the
- * applier returns only with nothing in flight. *n_done receives the writes applied (a prefix of `writes`).
+ * Applies writes[0..n) and starts no write once batch_max_apply_time has passed since the first (design.md:
+ * stop writing well before max.poll.interval.ms). With the applier's apply_until, the writes in flight then
+ * get batch_cancel_grace_ms more and whatever is unfinished after it is cancelled (reported RETRY_LATER,
+ * `cancelled`: parked, so neither its state nor its offset's successors wait for it); without, apply() is
+ * called apply_chunk at a time and the running chunk finishes. *n_done receives the writes applied (a prefix
+ * of `writes`). With a multi-site plan the plan belongs to the whole batch: the writes not started are
+ * reported RETRY_LATER (parked, as if throttled) and *n_done is n, so nothing is deferred.
  */
 static cs_err *apply_bounded(pub_pipeline *p, pub_write *writes, size_t n, pub_apply_outcome *outcomes,
                              size_t *n_done)
 {
     *n_done = 0;
-    if (p->opts.batch_max_apply_time_ms <= 0 || p->plan) {
+    int64_t limit = p->opts.batch_max_apply_time_ms;
+    if (p->applier.apply_until) {
+        pub_apply_limits lim = {.stop = assignment_lost, .stop_ctx = p};
+        if (limit > 0) {
+            int64_t t0 = mono_ms();
+            lim.start_until_ms = t0 + limit;
+            if (p->opts.batch_cancel_grace_ms > 0)
+                lim.cancel_at_ms = t0 + limit + p->opts.batch_cancel_grace_ms;
+        }
+        size_t started = 0, cancelled = 0;
+        cs_err *err = p->applier.apply_until(p->applier.ctx, writes, n, outcomes, &lim, &started);
+        if (err)
+            return err;
+        for (size_t i = 0; i < started; i++)
+            cancelled += outcomes[i].cancelled != 0;
+        if (cancelled > 0)
+            cs_log_warn(FAC,
+                        "batch.max_apply_time (%" PRId64 " ms) + batch.cancel_grace (%" PRId64
+                        " ms) ran out with %zu writes unfinished: cancelled, not recorded as applied, parked "
+                        "for a retry",
+                        limit, p->opts.batch_cancel_grace_ms, cancelled);
+        if (p->plan && started < n) {
+            for (size_t i = started; i < n; i++) {
+                pub_apply_outcome *o = &outcomes[i];
+                o->status = PUB_APPLY_RETRY_LATER;
+                o->retry_after_ms = 1000;
+                snprintf(o->detail, sizeof o->detail,
+                         "batch.max_apply_time ran out before this write started");
+            }
+            cs_log_warn(FAC,
+                        "batch.max_apply_time (%" PRId64
+                        " ms) ran out after %zu of %zu writes: the multi-site "
+                        "plan is committed whole, the %zu writes not started are parked for a retry",
+                        limit, started, n, n - started);
+            started = n;
+        }
+        *n_done = started;
+        return NULL;
+    }
+    if (limit <= 0 || p->plan) {
         cs_err *err = p->applier.apply(p->applier.ctx, writes, n, outcomes);
         if (!err)
             *n_done = n;
         return err;
     }
     size_t chunk = p->opts.apply_chunk > 0 ? (size_t)p->opts.apply_chunk : APPLY_CHUNK_DEFAULT;
-    int64_t deadline = mono_ms() + p->opts.batch_max_apply_time_ms;
+    int64_t deadline = mono_ms() + limit;
     size_t done = 0;
-    while (done < n && (done == 0 || mono_ms() < deadline)) {
+    while (done < n && (done == 0 || mono_ms() < deadline) && !assignment_lost(p)) {
         size_t k = n - done < chunk ? n - done : chunk;
         cs_err *err = p->applier.apply(p->applier.ctx, writes + done, k, outcomes + done);
         if (err)
@@ -1332,6 +1593,31 @@ static void defer_unstarted(pub_pipeline *p, size_t n_done)
                 "batch.max_apply_time (%" PRId64 " ms) ran out after %zu writes: committing %zu records, the "
                 "other %zu are consumed again in the next batch",
                 p->opts.batch_max_apply_time_ms, n_done, p->n_items - deferred, deferred);
+}
+
+/*
+ * The group assignment was lost while applying (assignment_lost): the writes stopped starting; nothing of the
+ * batch may be committed (its offsets would go to a generation that is gone, its state to partitions another
+ * member may be restoring). No transaction is open before transact(); one is aborted all the same if it is.
+ * Rewinds and returns a retriable error: the next poll runs the revoke (pub_consumer: a lost assignment is
+ * revoked like any other) and the re-join; the writes made are made again from the committed offsets (the
+ * same full state; the version gate decides). A failed abort stops the pipeline (fatal).
+ */
+static cs_err *give_up_lost_batch(pub_pipeline *p)
+{
+    cs_log_warn(FAC, "the group assignment was lost while applying: not committing, %zu records rewound",
+                p->n_items);
+    cs_kafka_producer_state st = cs_kafka_producer_get_state(p->producer);
+    if (st == CS_KAFKA_PRODUCER_IN_TXN || st == CS_KAFKA_PRODUCER_ABORTABLE) {
+        cs_err *ae = cs_kafka_producer_abort(p->producer);
+        if (ae)
+            return stop_with(p, cs_err_wrap(ae, "aborting after the group assignment was lost"));
+    }
+    p->stats.aborts++;
+    rewind_batch(p);
+    return cs_err_new(CS_ERR_KAFKA, CS_ERR_F_RETRIABLE,
+                      "the consumer group assignment was lost while applying a batch (kafka "
+                      "max.poll.interval.ms exceeded or session lost): rewound, the next poll rejoins");
 }
 
 cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
@@ -1415,6 +1701,10 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
             goto cleanup;
         }
     }
+    if (assignment_lost(p)) {
+        err = give_up_lost_batch(p);
+        goto cleanup;
+    }
     if (n_done < n_writes)
         defer_unstarted(p, n_done);
     /* Only the writes made: the extras go after them (a deferred record's slot is not read again). */
@@ -1424,6 +1714,11 @@ cs_err *pub_pipeline_run_once(pub_pipeline *p, size_t *n_records)
         goto cleanup;
     }
 
+    if (assignment_lost(p)) { /* while the re-maps were cleared */
+        err = give_up_lost_batch(p);
+        goto cleanup;
+    }
+    park_failed_extras(p, outcomes);
     err = transact(p, outcomes);
     if (err) {
         if (cs_err_is_fatal(err) || cs_kafka_producer_get_state(p->producer) == CS_KAFKA_PRODUCER_FATAL) {

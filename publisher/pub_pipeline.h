@@ -20,7 +20,11 @@
  *        group metadata). Every record of the batch is finished by then (applied, skipped, dead-lettered or
  *        parked), so the lowest unfinished offset of a partition is the end of its batch. Commit. When
  *        batch_max_apply_time ran out in step 4, the records from each partition's first unstarted write on are
- *        left out (offsets committed up to it) and the partition is sought back there after the commit.
+ *        left out (offsets committed up to it) and the partition is sought back there after the commit (with
+ *        sources.priority they are parked instead); a write still unfinished batch_cancel_grace_ms later is
+ *        cancelled and parked, with no applied state. A multi-site extra write (handover, clear) that failed
+ *        permanently is dead-lettered with the record that led to it; one that failed retriably parks that
+ *        record instead of recording it, so the plan and the extra write are made again when it comes back.
  *     6. only after the commit: the in-memory applied state and the counters are updated.
  *   errors: a retriable or timed-out commit is resumed until it completes or opts.stop_flag is set (then the
  *   pipeline stops, see cs_kafka_producer_commit_resume); one that requires an abort aborts and seeks every
@@ -32,7 +36,10 @@
  * start). Every state record and every parked record is produced to the partition NUMBER of the event it came
  * from, so partition p of the state topic holds the applied state of exactly the keys of events partition p
  * (restored on assign with cs_state_reader's partition filter), and the range assignor gives partition p of the
- * events and retry topics to the same member.
+ * events and retry topics to the same member. A recipient's rcpt/<id> follows its owner: when the owner is now
+ * an object of another events partition (multi-site handover, re-map), the same transaction tombstones the
+ * key in the partition that held it, and a restore that meets two records for one key in two partitions keeps
+ * the newer written_at_ms (pub_state_put).
  *
  * Retry topic (a simple version): a RETRY_LATER outcome parks the original record in topics.retry inside the
  * transaction with headers certsync-attempt and certsync-not-before-ms. The retry topic is consumed too; a
@@ -73,10 +80,16 @@ typedef struct pub_pipeline_opts {
      * from polling past max.poll.interval.ms: the writes are handed to the applier apply_chunk at a time, and
      * once this much time has passed since the first chunk no further chunk is started (the running one
      * finishes). The records from the lowest unstarted write of each partition on are left out of the
-     * transaction and the partition is sought back to it, so the next batch consumes them again. Not applied
-     * when a multi-site plan was made before applying (sources.priority): its extra writes belong to the
-     * whole batch. 0: unbounded. */
+     * transaction and the partition is sought back to it, so the next batch consumes them again. With a
+     * multi-site plan made before applying (sources.priority) the plan, its skips and its extra writes belong
+     * to the whole batch, so nothing is deferred: the writes not started are parked in topics.retry (as if
+     * throttled). With an applier that has apply_until, the writes are not chunked (the HTTP client stays
+     * busy) and the deadline is checked as each write starts. 0: unbounded. */
     int64_t batch_max_apply_time_ms;
+    /* With apply_until: after batch_max_apply_time_ms, how long unfinished writes may still take before they
+     * are cancelled (a hung request), reported RETRY_LATER and parked: their state is not committed and they
+     * are written again from topics.retry. 0: never cancelled. */
+    int64_t batch_cancel_grace_ms;
     int apply_chunk;        /* writes per applier call when bounded; 0: 32 */
     int restore_timeout_ms; /* bound of one state restore; 0: 60000 */
     /* The certificate policy applied before pruning (pub_decide_with_policy); NULL: every value is written.

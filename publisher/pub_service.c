@@ -421,6 +421,16 @@ static cs_err *timed_apply(void *ctx, const pub_write *writes, size_t n, pub_app
     return err;
 }
 
+static cs_err *timed_apply_until(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes,
+                                 const pub_apply_limits *lim, size_t *n_started)
+{
+    timed_applier *t = ctx;
+    long long t0 = mono_ms();
+    cs_err *err = t->inner.apply_until(t->inner.ctx, writes, n, outcomes, lim, n_started);
+    cs_metrics_histogram_observe(t->seconds, (double)(mono_ms() - t0) / 1000.0);
+    return err;
+}
+
 static cs_err *timed_resolve(void *ctx, const pub_write *writes, size_t n, pub_apply_outcome *outcomes)
 {
     timed_applier *t = ctx;
@@ -789,6 +799,7 @@ int pub_service_run(const pub_config *cfg, const pub_service_opts *opts)
     pub_applier applier = {.apply = timed_apply,
                            .quiesce = timed_quiesce,
                            .resolve = timed.inner.resolve ? timed_resolve : NULL,
+                           .apply_until = timed.inner.apply_until ? timed_apply_until : NULL,
                            .ctx = &timed};
     pub_pipeline_opts po = {
         .topic_events = cfg->topic_events,
@@ -800,8 +811,9 @@ int pub_service_run(const pub_config *cfg, const pub_service_opts *opts)
         .batch_max_events = cfg->batch_max_events,
         .batch_max_wait_ms = cfg->batch_max_wait_ms,
         .batch_max_apply_time_ms = cfg->batch_max_apply_time_ms,
-        /* A few rounds of the applier's concurrency per call: one round alone idles the connections at each
-         * call's tail (the throttling storm then never fills a budget window); the overrun stays a few. */
+        .batch_cancel_grace_ms = cfg->batch_cancel_grace_ms,
+        /* Only for an applier without apply_until (pub_o365 has it and keeps its requests flowing across
+         * what were chunk boundaries): a few rounds of the concurrency per call. */
         .apply_chunk = 4 * cfg->http_max_inflight,
         .policy = cfg->policy,
         .stop_flag = &stop_requested,

@@ -77,6 +77,15 @@ static bool has_prefix(const char *key, size_t key_len, const char *prefix)
     return key_len > n && memcmp(key, prefix, n) == 0;
 }
 
+/* written_at_ms of a RecipientState record; 0 for other records and for records written before the field. */
+static int64_t written_at(const Certsync__V1__AppliedStateRecord *rec)
+{
+    return rec->state_case == CERTSYNC__V1__APPLIED_STATE_RECORD__STATE_RECIPIENT && rec->recipient &&
+                   rec->recipient->has_written_at_ms
+               ? rec->recipient->written_at_ms
+               : 0;
+}
+
 cs_err *pub_state_put(pub_state *s, int32_t partition, const void *key, size_t key_len, const void *value,
                       size_t value_len)
 {
@@ -92,8 +101,8 @@ cs_err *pub_state_put(pub_state *s, int32_t partition, const void *key, size_t k
             "record in the state topic; remove it",
             (int)(key_len > 200 ? 200 : key_len), k ? k : "", PUB_STATE_KEY_MAX);
     entry **slot = find_slot(s, k, key_len);
-    if (!value) { /* tombstone */
-        if (*slot) {
+    if (!value) { /* tombstone: only for its own partition's record (pub_state.h, a recipient's owner moved) */
+        if (*slot && (*slot)->partition == partition) {
             entry *old = *slot;
             *slot = old->next;
             entry_free(old);
@@ -107,6 +116,12 @@ cs_err *pub_state_put(pub_state *s, int32_t partition, const void *key, size_t k
         return cs_err_new(CS_ERR_INVALID_INPUT, 0,
                           "applied-state record '%.*s' (%zu bytes) is not a certsync.v1.AppliedStateRecord",
                           (int)key_len, k, value_len);
+    if (*slot && (*slot)->partition != partition && written_at(rec) < written_at((*slot)->rec)) {
+        /* An older RecipientState from another partition (the previous owner's, not yet compacted away): the
+         * newer write stays, whichever partition the restore read last. */
+        certsync__v1__applied_state_record__free_unpacked(rec, NULL);
+        return NULL;
+    }
     if (*slot) {
         certsync__v1__applied_state_record__free_unpacked((*slot)->rec, NULL);
         (*slot)->rec = rec;
@@ -162,6 +177,13 @@ const Certsync__V1__ObjectState *pub_state_object(const pub_state *s, const char
     return rec && rec->state_case == CERTSYNC__V1__APPLIED_STATE_RECORD__STATE_OBJECT ? rec->object : NULL;
 }
 
+bool pub_state_same_object(const char *key_a, const char *key_b)
+{
+    const char *a = key_a ? strchr(key_a, '/') : NULL;
+    const char *b = key_b ? strchr(key_b, '/') : NULL;
+    return a && b && a[1] != '\0' && strcmp(key_a, key_b) != 0 && strcmp(a + 1, b + 1) == 0;
+}
+
 bool pub_state_view(const pub_state *s, const char *object_key, pub_applied_view *out)
 {
     memset(out, 0, sizeof(*out));
@@ -170,12 +192,25 @@ bool pub_state_view(const pub_state *s, const char *object_key, pub_applied_view
         return false;
     out->version = obj->version;
     const char *rid = pub_state_recipient_id(obj->recipient);
-    if (rid) {
-        const Certsync__V1__AppliedStateRecord *rec = get(s, PUB_STATE_RCPT_PREFIX, rid);
-        /* Only our own write counts as "already written": another object may own the recipient now. */
-        if (rec && rec->state_case == CERTSYNC__V1__APPLIED_STATE_RECORD__STATE_RECIPIENT &&
-            rec->recipient->owner_object_key && strcmp(rec->recipient->owner_object_key, object_key) == 0)
+    const Certsync__V1__AppliedStateRecord *rec = rid ? get(s, PUB_STATE_RCPT_PREFIX, rid) : NULL;
+    if (!rec || rec->state_case != CERTSYNC__V1__APPLIED_STATE_RECORD__STATE_RECIPIENT ||
+        !rec->recipient->owner_object_key)
+        return true;
+    const char *owner = rec->recipient->owner_object_key;
+    /* Only our own write counts as "already written": another object may own the recipient now. */
+    if (strcmp(owner, object_key) == 0) {
+        out->written_sha256 = rec->recipient->written_sha256;
+        return true;
+    }
+    /* ...unless the owner is this very object seen through another server (a replica, pub_state.h): its
+     * newer version is the one to beat, so the change it already wrote is stale here. */
+    if (pub_state_same_object(owner, object_key)) {
+        const Certsync__V1__ObjectState *o = pub_state_object(s, owner);
+        if (o && o->version &&
+            (!obj->version || cs_version_compare(o->version, obj->version) == CS_VERSION_NEWER)) {
+            out->version = o->version;
             out->written_sha256 = rec->recipient->written_sha256;
+        }
     }
     return true;
 }
@@ -212,6 +247,16 @@ void pub_state_drop_partition(pub_state *s, int32_t partition)
             }
         }
     }
+}
+
+bool pub_state_partition_of(const pub_state *s, const char *key, int32_t *partition)
+{
+    size_t n = key ? strlen(key) : 0;
+    entry **slot = n ? find_slot(s, key, n) : NULL;
+    if (!slot || !*slot)
+        return false;
+    *partition = (*slot)->partition;
+    return true;
 }
 
 size_t pub_state_count(const pub_state *s)

@@ -1620,7 +1620,7 @@ static void apply_time_bounded_batches(void **state)
         produce_event(&w, 0, u, 1, u % N_CERTS);
     /* One request at a time: 4 writes per applier call, ~2 s; the deadline (1 s) passes during the first. */
     g_policy_yaml = "policy.check_address: false\nhttp.max_inflight: 1\n";
-    g_batch_extra = ", max_apply_time: 1s";
+    g_batch_extra = ", max_apply_time: 1s, cancel_grace: 3s";
     g_kafka_extra = "  max.poll.interval.ms: 7000\n";
     char cfg[400];
     int port = pts_free_port();
@@ -1666,6 +1666,110 @@ static void apply_time_bounded_batches(void **state)
     pts_topics_free(&w);
 }
 
+/* Set-* requests since `since` that the emulator journaled with a fault: the hung one, once it is answered. */
+static int faulted_sets(long long since)
+{
+    char path[200];
+    snprintf(path, sizeof path, "/journal?since=%lld&kind=request", since);
+    json_t *j = pts_emu_json(emu_env.admin, path);
+    json_t *e;
+    size_t i;
+    int n = 0;
+    json_array_foreach(json_object_get(j, "entries"), i, e)
+    {
+        const char *cmdlet = json_string_value(json_object_get(e, "cmdlet"));
+        if (cmdlet && strncmp(cmdlet, "Set-", 4) == 0 && json_string_value(json_object_get(e, "fault")))
+            n++;
+    }
+    json_decref(j);
+    return n;
+}
+
+/*
+ * Issue 5: a hung Exchange write (one Set-Mailbox that Office 365 answers only after HUNG_DELAY_MS, far past
+ * batch.max_apply_time + batch.cancel_grace) does not keep its batch open until http.timeout (30 s): it is
+ * cancelled at the deadline, the batch commits the others without recording the hung recipient as applied,
+ * and that recipient is written again from the retry topic and applied then.
+ */
+#define HUNG_N 4
+#define HUNG_USER 1
+#define HUNG_DELAY_MS 20000
+static void hung_write_cancelled_at_deadline(void **state)
+{
+    (void)state;
+    world w;
+    world_new(&w, 1);
+    for (int u = 0; u < HUNG_N; u++)
+        seed_recipient(u, 0);
+    char rule[600], upn[320];
+    upn_of(HUNG_USER, upn, sizeof upn);
+    snprintf(rule, sizeof rule,
+             "{\"endpoint\":\"exchange\",\"cmdlet\":\"Set-Mailbox\",\"identity\":\"%s\",\"action\":\"delay\","
+             "\"delay_ms\":%d,\"count\":1}",
+             upn, HUNG_DELAY_MS);
+    assert_int_equal(emu("POST", "/faults", rule), 200);
+    long long s0 = last_seq();
+    for (int u = 0; u < HUNG_N; u++)
+        produce_event(&w, 0, u, 1, u % N_CERTS);
+    g_batch_extra = ", max_apply_time: 1s, cancel_grace: 1s";
+    char cfg[400];
+    int port = pts_free_port();
+    write_config(&w, port, cfg, sizeof cfg);
+    g_batch_extra = "";
+    pid_t pid = spawn(cfg, 0, NULL, port);
+    wait_ready(port, pid);
+
+    /* Cancelled at the deadline: the batch commits the other three, the hung one is parked, not applied. */
+    await_event(port, pid, "writes unfinished: cancelled", 1, NULL);
+    long long t_cancel = pts_mono_ms();
+    long long end = t_cancel + WAIT_MS;
+    char *text = NULL;
+    double applied = 0, parked = 0;
+    while (applied < HUNG_N - 1 || parked < 1) {
+        if (pts_mono_ms() > end) {
+            dump_log(port);
+            fail_msg("the batch with the hung write did not commit (applied %.0f, parked %.0f)", applied,
+                     parked);
+        }
+        pts_nap_ms(20);
+        assert_int_equal(admin_get(port, "/metrics", &text), 200);
+        applied = metric_value(text, "certsync_publisher_applied_total");
+        parked = metric_value(text, "certsync_publisher_parked_total");
+        free(text);
+        text = NULL;
+    }
+    /* Committed while the hung request was still unanswered: the deadline, not http.timeout, ended it. */
+    if (faulted_sets(s0) != 0) {
+        dump_log(port);
+        fail_msg("the batch committed only after the hung request was answered: it was not cancelled");
+    }
+    if (applied != HUNG_N - 1) {
+        dump_log(port);
+        fail_msg("%.0f writes recorded as applied with the hung one unanswered, want %d", applied,
+                 HUNG_N - 1);
+    }
+    /* Retried from topics.retry (the fault answered once): applied then. */
+    await_applied(port, HUNG_N);
+    for (int u = 0; u < HUNG_N; u++) {
+        if (u != HUNG_USER)
+            expect_written_once(s0, u, u % N_CERTS);
+        expect_state(u, u % N_CERTS);
+    }
+    /* The hung request lands in the end, as the same full state (an identical re-write): await it, so it
+     * cannot touch the next test's tenant. */
+    end = pts_mono_ms() + WAIT_MS;
+    while (faulted_sets(s0) < 1) {
+        if (pts_mono_ms() > end)
+            fail_msg("the emulator never journaled the hung request");
+        pts_nap_ms(100);
+    }
+    expect_state(HUNG_USER, HUNG_USER % N_CERTS);
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    expect_exit_code(wait_exit(pid, port, 30000), 0, port);
+    assert_int_equal(emu("DELETE", "/faults", NULL), 200);
+    pts_topics_free(&w);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1679,6 +1783,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(readiness_gauge_by_reason),
         cmocka_unit_test(not_found_retried_then_dead_lettered),
         cmocka_unit_test(apply_time_bounded_batches),
+        cmocka_unit_test(hung_write_cancelled_at_deadline),
         cmocka_unit_test_teardown(kafka_pause_mid_commit, private_kafka_stop),
     };
     if (argc > 1)

@@ -56,6 +56,9 @@ cs_check_config_test(check_config_publisher_bad_not_found ${P} ${D}/publisher-ba
 # batch.max_apply_time must stay below the consumer's poll interval (issue 5): both keys and the fix named.
 cs_check_config_test(check_config_publisher_bad_apply_time ${P} ${D}/publisher-bad-apply-time.yaml 2
   "err\\| [^\n]*publisher-bad-apply-time.yaml:[0-9]+: batch.max_apply_time \\(120000 ms\\) must be below kafka.max.poll.interval.ms \\(120000 ms\\)[^\n]*lower batch.max_apply_time or raise kafka.max.poll.interval.ms")
+# ... and so must max_apply_time + cancel_grace (a hung request is cancelled only after both).
+cs_check_config_test(check_config_publisher_bad_cancel_grace ${P} ${D}/publisher-bad-cancel-grace.yaml 2
+  "err\\| [^\n]*publisher-bad-cancel-grace.yaml:[0-9]+: batch.max_apply_time \\(100000 ms\\) \\+ batch.cancel_grace \\(30000 ms\\) must be below kafka.max.poll.interval.ms \\(120000 ms\\)")
 
 # The shipped examples must pass, with their /run/secrets paths pointed at the fake test secrets.
 foreach(svc collector publisher)

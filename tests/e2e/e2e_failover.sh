@@ -15,6 +15,14 @@
 #                                      other tests) keeping its data: the collector reconnects and resumes from
 #                                      its position without a new snapshot
 #                                      (certsync_collector_full_syncs_total{reason="snapshot"} stays 1)
+#   e2e_failover.sh ad-restart-dirsync the same against Samba AD: a private DC (tests/services/samba.sh, a template
+#   e2e_failover.sh ad-restart-usn     copy on its own 127.88.x.y), the collector tracking it over LDAPS with
+#                                      DirSync (or uSNChanged polling); the DC is stopped by its PID (samba.sh
+#                                      stop --keep-address) and kept down until the collector has failed to
+#                                      reconnect twice (its log shows the backoff growing: 250, 500, 1000 ms),
+#                                      then started again on the same data and address (samba.sh restart);
+#                                      the collector resumes from its in-memory DirSync cookie / USN position:
+#                                      full_syncs_total{reason="snapshot"} stays 1, {reason="resync"} stays 0
 #
 # Every mode then stops the stream and asserts: the emulator state of every user equals the directory's
 # certificates (awaited with a deadline), the journal shows no recipient going back to an older state, and (but
@@ -24,9 +32,15 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../integration/it_lib.sh
 . "$HERE/../integration/it_lib.sh"
-MODE=${1:?usage: e2e_failover.sh kafka-leader|kill-services|directory-restart}
+MODE=${1:?usage: e2e_failover.sh kafka-leader|kill-services|directory-restart|ad-restart-dirsync|ad-restart-usn}
+FLAVOR=openldap # the directory: slapd, or Samba AD (ad-restart-*, tracked with ldap.mode AD_MODE)
+AD_MODE=""
 case $MODE in kafka-leader | kill-services | directory-restart) ;;
-  *) cs_die "unknown mode '$MODE'; use kafka-leader, kill-services or directory-restart" ;;
+  ad-restart-dirsync | ad-restart-usn)
+    FLAVOR=ad
+    AD_MODE=${MODE#ad-restart-}
+    ;;
+  *) cs_die "unknown mode '$MODE'; use kafka-leader, kill-services, directory-restart, ad-restart-dirsync or ad-restart-usn" ;;
 esac
 W=${CS_WORK_DIR:?CS_WORK_DIR is not set; run through ctest}
 rm -rf "$W"
@@ -43,6 +57,7 @@ KDIR=${CS_KAFKA_DIR:?CS_KAFKA_DIR is not set}
 PIPE=$HERE/pipeline.py
 FO=$HERE/failover.py
 SLAPD_SH=$HERE/../services/slapd.sh
+SAMBA_SH=$HERE/../services/samba.sh
 # shellcheck disable=SC2034 # read by it_fail (it_lib.sh)
 IT_LOG=$W/publisher.log
 
@@ -56,6 +71,8 @@ cleanup() {
   # The shared fixture must have its three brokers again, whatever happened here.
   if [ -n "$KILLED_NODE" ]; then "$CS_KAFKA_SH" node-start "$KDIR" "$KILLED_NODE" >/dev/null || true; fi
   if [ -f "$W/slapd/pid" ]; then "$SLAPD_SH" stop "$W/slapd" >/dev/null 2>&1 || true; fi
+  # Also a DC stopped with --keep-address (failed while down): stop then removes its alias.
+  if [ -f "$W/samba/address" ]; then "$SAMBA_SH" stop "$W/samba" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
 
@@ -63,16 +80,28 @@ trap cleanup EXIT
 if [ "$MODE" = directory-restart ]; then
   "$SLAPD_SH" start "$W/slapd" >"$W/slapd.out" 2>&1 || it_fail "private slapd did not start: $(cat "$W/slapd.out")"
   DIR_ENV=$W/slapd/env
+elif [ "$FLAVOR" = ad ]; then
+  "$SAMBA_SH" start "$W/samba" --cache "${CS_CACHE_DIR:-$HOME/.cache/certsync}/samba-template" >"$W/samba.out" 2>&1 ||
+    it_fail "private Samba DC did not start: $(cat "$W/samba.out")"
+  DIR_ENV=$W/samba/env
 else
   DIR_ENV=${CS_ENV_FILE:?CS_ENV_FILE is not set}
 fi
 # shellcheck disable=SC1090
 . "$DIR_ENV"
 tag=fo$RANDOM
-OU="ou=$tag,$SLAPD_BASE"
-auth=(-x -H "$SLAPD_URL" -D "$SLAPD_BIND_DN" -y "$SLAPD_PASSWORD_FILE")
-"$TOOLS/gen_users.py" --count 5 --seed 11 --out "$W/data" --flavor openldap --base "$SLAPD_BASE" --ou "$tag" \
-  --prefix "$tag" --no-base-entry --no-user-files >/dev/null 2>&1 || it_fail "gen_users.py failed"
+if [ "$FLAVOR" = ad ]; then
+  OU="OU=$tag,$SAMBA_BASE"
+  # A simple bind over plain LDAP on loopback (samba.sh allows it); the collector uses LDAPS.
+  auth=(-x -H "$SAMBA_URL" -D "$SAMBA_BIND_DN" -y "$SAMBA_PASSWORD_FILE")
+  "$TOOLS/gen_users.py" --count 5 --seed 11 --out "$W/data" --flavor ad --base "$SAMBA_BASE" --ou "$tag" \
+    --prefix "$tag" --no-user-files >/dev/null 2>&1 || it_fail "gen_users.py failed"
+else
+  OU="ou=$tag,$SLAPD_BASE"
+  auth=(-x -H "$SLAPD_URL" -D "$SLAPD_BIND_DN" -y "$SLAPD_PASSWORD_FILE")
+  "$TOOLS/gen_users.py" --count 5 --seed 11 --out "$W/data" --flavor openldap --base "$SLAPD_BASE" --ou "$tag" \
+    --prefix "$tag" --no-base-entry --no-user-files >/dev/null 2>&1 || it_fail "gen_users.py failed"
+fi
 ldapadd "${auth[@]}" -f "$W/data/users.ldif" >"$W/ldapadd.out" 2>&1 || it_fail "ldapadd $(cat "$W/ldapadd.out")"
 
 # --- Kafka topics of this test only; one events partition, so "its leader" is one broker (the publisher's state
@@ -85,12 +114,32 @@ done
 
 # --- Office 365: the shared emulator, reset, one mailbox per user (resolved by mail)
 curl -sf -X POST "$O365_EMULATOR_ADMIN_URL/reset" >/dev/null || it_fail "emulator reset"
-python3 "$PIPE" seed --data "$W/data" --flavor openldap --dir-env "$DIR_ENV" --post "$O365_EMULATOR_ADMIN_URL" \
+python3 "$PIPE" seed --data "$W/data" --flavor "$FLAVOR" --dir-env "$DIR_ENV" --post "$O365_EMULATOR_ADMIN_URL" \
   >/dev/null || it_fail "seeding the emulator"
 
 # --- the two services, both bootstrapping from every broker of the cluster
 pport=$(cs_free_port)
-it_slapd_collector_yaml "$tag" "$OU" 5s "topics: {events: $tag.events, checkpoint: $tag.state, held: $tag.held}" >"$W/collector.yaml"
+if [ "$FLAVOR" = ad ]; then
+  cat >"$W/collector.yaml" <<EOF
+source: {id: $tag}
+ldap:
+  url: "$SAMBA_LDAPS_URL"
+  bind_dn: "$SAMBA_BIND_DN"
+  password_file: "$SAMBA_PASSWORD_FILE"
+  base_dns: ["$OU"]
+  filter: "(&(objectClass=user)(sAMAccountName=$tag*))"
+  mode: $AD_MODE
+  poll_interval: 200ms
+  timeout: 5s
+  tls: {ca_file: "$SAMBA_CA_FILE"}
+topics: {events: $tag.events, checkpoint: $tag.state, held: $tag.held}
+batch: {max_wait: 100ms}
+admin: {listen: "127.0.0.1:0"}
+kafka: {bootstrap.servers: "$KAFKA_BOOTSTRAP"}
+EOF
+else
+  it_slapd_collector_yaml "$tag" "$OU" 5s "topics: {events: $tag.events, checkpoint: $tag.state, held: $tag.held}" >"$W/collector.yaml"
+fi
 it_publisher_yaml "$tag" "$pport" 100ms >"$W/publisher.yaml"
 "$COLLECTOR" --check-config --config "$W/collector.yaml" >/dev/null 2>"$W/check.err" || it_fail "collector config: $(cat "$W/check.err")"
 "$PUBLISHER" --check-config --config "$W/publisher.yaml" >/dev/null 2>"$W/check.err" || it_fail "publisher config: $(cat "$W/check.err")"
@@ -109,7 +158,7 @@ start_services() {
 # when a service exits meanwhile (it would never converge).
 await_converged() {
   local sp n
-  python3 "$PIPE" status --data "$W/data" --flavor openldap --dir-env "$DIR_ENV" --admin "$O365_EMULATOR_ADMIN_URL" \
+  python3 "$PIPE" status --data "$W/data" --flavor "$FLAVOR" --dir-env "$DIR_ENV" --admin "$O365_EMULATOR_ADMIN_URL" \
     --policy "$POLICY" --wait "$1" >"$W/table.txt" 2>"$W/progress.txt" &
   sp=$!
   while cs_pid_alive "$sp"; do
@@ -135,6 +184,18 @@ await_stream() {
   it_fail "the change stream made fewer than $1 changes within $2 s"
 }
 
+# await_reconnects N SECONDS: the collector has logged N "directory unavailable: reconnecting" lines (its first
+# loss of the directory, then each failed reconnect); fails the test if it exits meanwhile.
+await_reconnects() {
+  local end=$((SECONDS + $2))
+  while [ $SECONDS -lt $end ]; do
+    [ "$(grep -c 'directory unavailable: reconnecting in' "$W/collector.log")" -ge "$1" ] && return 0
+    alive collector
+    sleep 0.1
+  done
+  it_fail "the collector logged fewer than $1 reconnect attempts within $2 s of the directory's stop"
+}
+
 # alive NAME: fails the test unless service NAME is still running (it survived the failure).
 alive() {
   cs_pid_alive "${PIDS[$1]}" || {
@@ -152,7 +213,7 @@ await_converged 60 || {
 it_ok "initial sync of 5 users (policy in the publisher: $POLICY)"
 
 # --- the change stream; the failure comes once a stream change has reached Office 365 (changes flow)
-python3 "$FO" stream --data "$W/data" --dir-env "$DIR_ENV" --out "$W/stream.log" --stop "$W/stream.stop" \
+python3 "$FO" stream --data "$W/data" --flavor "$FLAVOR" --dir-env "$DIR_ENV" --out "$W/stream.log" --stop "$W/stream.stop" \
   2>"$W/stream.err" &
 STREAM_PID=$!
 await_stream 5 30
@@ -204,6 +265,18 @@ case $MODE in
     "$SLAPD_SH" restart "$W/slapd" >"$W/restart.out" 2>&1 || it_fail "slapd restart: $(cat "$W/restart.out")"
     echo "restarted slapd during the stream: $(cat "$W/restart.out")"
     ;;
+  ad-restart-*)
+    "$SAMBA_SH" stop "$W/samba" --keep-address >"$W/restart.out" 2>&1 || it_fail "samba stop: $(cat "$W/restart.out")"
+    # Down until the collector has lost the DC and failed to reconnect twice: 3 lines, 3 growing delays.
+    await_reconnects 3 30
+    "$SAMBA_SH" restart "$W/samba" >>"$W/restart.out" 2>&1 || it_fail "samba restart: $(cat "$W/restart.out")"
+    echo "stopped and restarted the Samba DC during the stream ($(cs_since_s "$t_fail") s down): $(tail -1 "$W/restart.out")"
+    delays=$(sed -n 's/.*directory unavailable: reconnecting in \([0-9]*\) ms.*/\1/p' "$W/collector.log" | head -3 | tr '\n' ' ')
+    read -r d1 d2 d3 <<<"$delays"
+    [ "${d1:-0}" -gt 0 ] && [ "${d2:-0}" -gt "$d1" ] && [ "${d3:-0}" -gt "$d2" ] ||
+      it_fail "the collector's reconnect delays do not grow (no backoff): $delays"
+    it_ok "the collector retried with backoff while the DC was down: ${delays% } ms"
+    ;;
 esac
 base=$(python3 "$FO" count --log "$W/stream.log" --ok)
 await_stream $((base + 20)) 60
@@ -238,13 +311,21 @@ sys.exit(0 if s["repeated_versions"] == 0 and s["not_newer"] == 0 and s["records
 PY
     it_ok "no (object, version) twice in $tag.events, no version going back"
     ;;
-  directory-restart)
+  directory-restart | ad-restart-*)
     grep -q 'directory unavailable: reconnecting' "$W/collector.log" || it_fail "the collector logged no reconnect"
     port=$(sed -n 's/.*admin endpoint listening on port \([0-9]*\).*/\1/p' "$W/collector.log" | head -1)
     [ -n "$port" ] || it_fail "no admin port in the collector's log"
-    snaps=$(curl -sf "http://127.0.0.1:$port/metrics" | sed -n 's/^certsync_collector_full_syncs_total{[^}]*reason="snapshot"[^}]*} //p' | head -1)
+    curl -sf "http://127.0.0.1:$port/metrics" >"$W/collector.metrics" || it_fail "no /metrics from the collector"
+    full() { sed -n "s/^certsync_collector_full_syncs_total{[^}]*reason=\"$1\"[^}]*} //p" "$W/collector.metrics" | head -1; }
+    snaps=$(full snapshot)
+    resyncs=$(full resync)
     [ "${snaps%.*}" = 1 ] || it_fail "certsync_collector_full_syncs_total{reason=\"snapshot\"} is '$snaps', not 1: the reconnect took a new snapshot"
-    it_ok "the collector reconnected and resumed without a new snapshot (full_syncs{reason=\"snapshot\"} = 1)"
+    [ "${resyncs%.*}" = 0 ] || it_fail "certsync_collector_full_syncs_total{reason=\"resync\"} is '$resyncs', not 0: the reconnect did not resume its position"
+    # The same from the log: no full pass started after the first loss of the directory.
+    if sed '1,/directory unavailable: reconnecting/d' "$W/collector.log" | grep -Eq 'full pass started|full resync'; then
+      it_fail "the collector's log shows a full pass after the reconnect"
+    fi
+    it_ok "the collector reconnected and resumed without a new snapshot (full_syncs{reason=\"snapshot\"} = 1, {reason=\"resync\"} = 0)"
     ;;
 esac
 if [ "$MODE" != kill-services ]; then

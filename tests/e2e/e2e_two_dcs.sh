@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Two domain controllers of one Samba AD domain (issue 7, "Multi-site", last sentence): real AD replication.
 #   DC1 (samba.sh start --replication) and DC2 (samba.sh join: samba-tool domain join, its own 127.88.x.y);
-#   a collector per DC with its own source id (docs: design "Multi-site": one collector per site, own source
-#   id, one topic; both DCs hold the same objects, so the publisher sees every change twice, under two keys,
-#   with the SAME version stamp: replPropertyMetaData's originating invocationId / USN / time survive
-#   replication) and one publisher with sources.priority [dc1, dc2] (the owner rule of e2e_multisite).
-#   One ldapmodify on DC1, replicated to DC2 (samba.sh replicate: DRS GetNCChanges), must give:
-#     1. the new certificate on DC2 too (replication happened), both collectors' events consumed;
-#     2. exactly one Office 365 write for the change (journal), the other copy a no-op;
-#     3. no regressing write over the whole run (the recipient's contents: v1 then v2, never back).
+#   Samba's own DRS replication carries DC1's changes to DC2 (drepl notification, ~1 s here; samba.sh's
+#   header says what it needs without DNS: a private /etc/hosts in the DCs' mount namespace, krb5.conf, the
+#   DRS SPN, -M prefork). Nothing forces it: the test only awaits it.
+#   A collector per DC with its own source id (design "Multi-site": one collector per site, own source id, one
+#   topic), one publisher with sources.priority [dc1, dc2]. Both DCs hold the same object (same objectGUID),
+#   so the publisher sees every change twice, under two keys, with the SAME version stamp (replPropertyMetaData's
+#   originating version / time / invocationId survive replication). One ldapmodify on DC1 must give:
+#     1. initial sync, DC2's collector started first: one Office 365 write for the object both DCs hold, DC1's
+#        later snapshot (its first sighting, no version of its own yet) a duplicate of its replica's write;
+#     2. DC2's copy reported after DC1's was written (DC2's collector paused until DC2 has replicated): exactly
+#        one write, the copy skipped as STALE by the version gate (pub_state_view: the owner is the same object
+#        through another DC, its version equals this one), not by ownership (skipped{reason="not_owner"} unchanged);
+#     3. the other order, DC2's copy first (DC1's collector paused): DC2 is not the owner (sources.priority),
+#        nothing is written until DC1 reports, then exactly one write (SKIPPED_NOT_OWNER: the owner rule);
+#     4. no regressing write over the whole run (the recipient's contents: v1, v2, v3, never back).
 # ctest sets CS_KAFKA_ENV, CS_KAFKA_SH, CS_KAFKA_DIR, O365_EMULATOR_ENV, COLLECTOR, PUBLISHER, CS_WORK_DIR.
-# The DC pair is the test's own (~15 s: template copy + a 5-10 s join), not the shared samba fixture:
+# The DC pair is the test's own (~10-15 s: template copy + a 5-10 s join), not the shared samba fixture:
 # joining a DC changes the domain. Every wait is a bounded poll of an observable state.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +38,10 @@ IT_LOG=$W/publisher.log
 declare -A PIDS=()
 cleanup() {
   local n
-  for n in "${!PIDS[@]}"; do cs_stop_pid "${PIDS[$n]}" 20 TERM || true; done
+  for n in "${!PIDS[@]}"; do
+    kill -CONT "${PIDS[$n]}" 2>/dev/null || true # a paused collector must see its SIGTERM
+    cs_stop_pid "${PIDS[$n]}" 20 TERM || true
+  done
   [ -f "$W/dc2/pid" ] || [ -f "$W/dc2/address" ] && { "$SAMBA_SH" stop "$W/dc2" >/dev/null || true; }
   [ -f "$W/dc1/pid" ] || [ -f "$W/dc1/address" ] && { "$SAMBA_SH" stop "$W/dc1" >/dev/null || true; }
 }
@@ -65,14 +75,24 @@ read -r _ SHA1 < <(python3 "$PIPE" extra-user --data "$W/data" --flavor ad --bas
   --uid "$U" --address "$MAIL") || it_fail "extra-user"
 printf 'dn: OU=%s,%s\nobjectClass: organizationalUnit\nou: %s\n\n' "$tag" "$SAMBA_BASE" "$tag" >"$W/ou.ldif"
 ldap_on 1 ldapadd -f "$W/ou.ldif" >"$W/ldapadd.out" 2>&1 || it_fail "ldapadd OU: $(cat "$W/ldapadd.out")"
+t=$(cs_now_ms)
 ldap_on 1 ldapadd -f "$W/data/extra.ldif" >>"$W/ldapadd.out" 2>&1 || it_fail "ldapadd user: $(cat "$W/ldapadd.out")"
-"$SAMBA_SH" replicate "$W/dc2" "$W/dc1" >/dev/null || it_fail "replication DC1 -> DC2 failed"
 udn="CN=$U,OU=$tag,$SAMBA_BASE"
 cert_sha() { # DC: sha256 of the user's userCertificate on that DC ("" if none)
   ldap_on "$1" ldapsearch -LLL -o ldif-wrap=no -b "$udn" -s base userCertificate 2>/dev/null |
     sed -n 's/^userCertificate:: //p' | base64 -d | sha256sum | awk '{print $1}'
 }
-[ "$(cert_sha 2)" = "$SHA1" ] || it_fail "the user did not replicate to DC2"
+replicated() { # SHA SECONDS: waits until DC2 holds certificate SHA, by Samba's own replication
+  local end=$((SECONDS + $2))
+  while [ $SECONDS -lt $end ]; do
+    [ "$(cert_sha 2)" = "$1" ] && return 0
+    sleep 0.1
+  done
+  cs_show_log "$W/dc1/samba.log"
+  it_fail "DC1's change did not replicate to DC2 by itself within $2 s (drepl; samba logs in $W/dc1, $W/dc2)"
+}
+replicated "$SHA1" 30
+it_ok "the new user replicated DC1 -> DC2 by itself in $(cs_since_s "$t") s"
 
 # --- topics, emulator, services
 for spec in events:3:compact 1.state:1:compact 1.held:1:compact 2.state:1:compact 2.held:1:compact \
@@ -109,9 +129,13 @@ it_publisher_yaml "$tag" "$pport" 50ms "sources: {priority: [${tag}-dc1, ${tag}-
   >"$W/publisher.yaml"
 for dc in 1 2; do
   "$COLLECTOR" --check-config --config "$W/c$dc.yaml" >/dev/null 2>"$W/check.err" || it_fail "collector $dc config: $(cat "$W/check.err")"
-  "$COLLECTOR" --config "$W/c$dc.yaml" >"$W/collector-$dc.log" 2>&1 &
-  PIDS[c$dc]=$!
 done
+start_collector() { # DC
+  "$COLLECTOR" --config "$W/c$1.yaml" >"$W/collector-$1.log" 2>&1 &
+  PIDS[c$1]=$!
+}
+# DC2's collector first: its snapshot is the object's first sighting (see 1.)
+start_collector 2
 "$PUBLISHER" --config "$W/publisher.yaml" >"$W/publisher.log" 2>&1 &
 PIDS[publisher]=$!
 
@@ -141,28 +165,72 @@ await() { # FUNC SECONDS WHAT
   it_fail "$3 (not within $2 s)"
 }
 
-# --- 1. initial sync: both snapshots consumed, the certificate on the recipient
-synced() { [ "$(handled)" -ge 2 ] && [ "$(writes | tail -1)" = "$SHA1" ]; }
-await synced 60 "the initial sync did not put $SHA1 on $MAIL"
+skipped() { metric "^certsync_publisher_skipped_total\\{reason=\"$1\"\\} "; }
+
+# --- 1. initial sync, the lower-ranked DC's snapshot first: DC2 alone claims the recipient and writes it;
+# DC1's snapshot (its first sighting: no version of its own to gate on) takes the recipient over with the
+# same content, recorded as a duplicate of its replica's write, not written again.
+synced2() { [ "$(handled)" -ge 1 ] && [ "$(writes | tail -1)" = "$SHA1" ]; }
+await synced2 60 "DC2's snapshot did not put $SHA1 on $MAIL"
+dup0=$(skipped duplicate)
+start_collector 1
+synced() { [ "$(handled)" -ge 2 ]; }
+await synced 60 "the publisher did not consume DC1's snapshot"
 [ "$(writes | wc -l)" -eq 1 ] || it_fail "the initial sync wrote more than once for one object on two DCs: $(writes)"
-it_ok "initial sync: one write for the object both DCs hold"
+[ "$(skipped duplicate)" -eq $((dup0 + 1)) ] ||
+  it_fail "DC1's snapshot was not recorded as a duplicate of DC2's write: skipped duplicate $dup0 -> $(skipped duplicate)"
+it_ok "initial sync: one write for the object both DCs hold (DC1's later copy: a duplicate of its replica's write)"
 
-# --- 2. one change on DC1, replicated to DC2: one write
-seq=$(python3 "$PIPE" journal-seq --admin "$O365_EMULATOR_ADMIN_URL")
-read -r SHA2 _ < <(python3 "$PIPE" change --data "$W/data" --flavor ad --uid "$U" --out "$W/c2.ldif") || it_fail "change"
-handled0=$(handled)
-ldap_on 1 ldapmodify -f "$W/c2.ldif" >/dev/null || it_fail "ldapmodify on DC1"
-"$SAMBA_SH" replicate "$W/dc2" "$W/dc1" >/dev/null || it_fail "replication DC1 -> DC2 failed"
-[ "$(cert_sha 2)" = "$SHA2" ] || it_fail "the change did not replicate to DC2"
-both_seen() { [ "$(handled)" -ge $((handled0 + 2)) ] && [ "$(writes "$seq" | tail -1)" = "$SHA2" ]; }
-await both_seen 40 "the publisher did not consume both DCs' events for the change and write $SHA2"
-# Settle on the publisher's own count: both copies consumed means both decisions are made.
-n=$(writes "$seq" | wc -l)
-[ "$n" -eq 1 ] || it_fail "one change seen on two DCs gave $n writes: $(writes "$seq" | tr '\n' ' ')"
-it_ok "one ldapmodify, replicated to DC2, seen by both collectors: exactly one write"
+# change N COLLECTOR_TO_PAUSE: one certificate change on DC1, with that DC's collector stopped until DC2 holds
+# the change and the other collector's copy is consumed; then it resumes and its copy is consumed too.
+# Sets SHA (the new certificate's) and SEQ (journal position before it).
+change() {
+  local n=$1 paused=$2 other h0 t0
+  other=$([ "$paused" = c1 ] && echo c2 || echo c1)
+  SEQ=$(python3 "$PIPE" journal-seq --admin "$O365_EMULATOR_ADMIN_URL")
+  read -r SHA _ < <(python3 "$PIPE" change --data "$W/data" --flavor ad --uid "$U" --out "$W/c$n.ldif") ||
+    it_fail "change $n"
+  h0=$(handled)
+  kill -STOP "${PIDS[$paused]}"
+  t0=$(cs_now_ms)
+  ldap_on 1 ldapmodify -f "$W/c$n.ldif" >/dev/null || it_fail "ldapmodify on DC1"
+  replicated "$SHA" 30
+  it_ok "change $n replicated DC1 -> DC2 by itself in $(cs_since_s "$t0") s"
+  one_seen() { [ "$(handled)" -ge $((h0 + 1)) ]; }
+  await one_seen 30 "the publisher did not consume collector $other's copy of change $n"
+  kill -CONT "${PIDS[$paused]}"
+  both_seen() { [ "$(handled)" -ge $((h0 + 2)) ]; }
+  await both_seen 30 "the publisher did not consume collector $paused's copy of change $n after it resumed"
+}
+last_write() { [ "$(writes "$SEQ" | tail -1)" = "$SHA" ]; }
 
-# --- 3. never a regressing write
+# --- 2. DC1's copy first, DC2's after the write: the version gate skips it (stale), not the owner rule
+stale0=$(skipped stale)
+owner0=$(skipped not_owner)
+change 2 c2
+await last_write 20 "change 2 was not written"
+SHA2=$SHA
+n=$(writes "$SEQ" | wc -l)
+[ "$n" -eq 1 ] || it_fail "change 2 seen on two DCs gave $n writes: $(writes "$SEQ" | tr '\n' ' ')"
+[ "$(skipped stale)" -eq $((stale0 + 1)) ] ||
+  it_fail "DC2's copy of change 2 was not skipped by the version gate: skipped stale $stale0 -> $(skipped stale)"
+[ "$(skipped not_owner)" -eq "$owner0" ] ||
+  it_fail "DC2's copy of change 2 was skipped by ownership, not by version: not_owner $owner0 -> $(skipped not_owner)"
+it_ok "change 2: one write; DC2's replicated copy (same stamps) skipped as stale by the version gate"
+
+# --- 3. DC2's copy first: not the owner (sources.priority), written once DC1 reports
+owner0=$(skipped not_owner)
+change 3 c1
+await last_write 20 "change 3 was not written after DC1's collector reported it"
+SHA3=$SHA
+n=$(writes "$SEQ" | wc -l)
+[ "$n" -eq 1 ] || it_fail "change 3 seen on two DCs gave $n writes: $(writes "$SEQ" | tr '\n' ' ')"
+[ "$(skipped not_owner)" -eq $((owner0 + 1)) ] ||
+  it_fail "DC2's early copy of change 3 was not skipped as not_owner: $owner0 -> $(skipped not_owner)"
+it_ok "change 3: DC2's copy first is not the owner's (sources.priority); one write when DC1 reports it"
+
+# --- 4. never a regressing write
 seqs=$(writes 0 | tr '\n' ' ')
-[ "$seqs" = "$SHA1 $SHA2 " ] || it_fail "the recipient's writes went back or repeated: $seqs (want v1 v2)"
-it_ok "no regressing write: v1, v2"
+[ "$seqs" = "$SHA1 $SHA2 $SHA3 " ] || it_fail "the recipient's writes went back or repeated: $seqs (want v1 v2 v3)"
+it_ok "no regressing write: v1, v2, v3"
 exit 0

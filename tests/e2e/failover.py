@@ -4,9 +4,11 @@
     failover.py leader --bootstrap HOST:PORT,... --topic T [--partition N]
         Prints the node id of the partition's leader (Metadata v4, asked of each bootstrap address in turn
         until one answers); -1 while the partition has no leader.
-    failover.py stream --data DIR --dir-env FILE --out LOG --stop FILE [--interval S] [--max N]
+    failover.py stream --data DIR --dir-env FILE --out LOG --stop FILE [--flavor openldap|ad] [--interval S]
+                       [--max N]
         The change stream: replaces the userCertificate of the manifest's users, round robin, with a new valid
-        S/MIME certificate each time (ldapmodify), until FILE exists (or N changes, or 300 s). Each attempt is
+        S/MIME certificate each time (ldapmodify; --flavor ad: Samba AD, DIR-ENV's SAMBA_* with a simple bind
+        over plain LDAP, which samba.sh allows), until FILE exists (or N changes, or 300 s). Each attempt is
         one JSON line in LOG, in order: {"n", "uid", "mail", "sha", "rc", "t"}; an attempt that failed (rc != 0,
         the directory restarting) may still have been applied, so it keeps its place in the order.
     failover.py count --log LOG [--ok]
@@ -123,7 +125,8 @@ def cmd_stream(a):
     ca, ca_key = pipeline.load_ca(a.data)
     # One key per user, new certificates over it: signing is ~1 ms, an RSA key generation ~100 ms.
     keys = {u["uid"]: rsa.generate_private_key(public_exponent=65537, key_size=2048) for u in users}
-    cmd = ["ldapmodify", "-x", "-H", env["SLAPD_URL"], "-D", env["SLAPD_BIND_DN"], "-y", env["SLAPD_PASSWORD_FILE"],
+    pre = "SAMBA" if a.flavor == "ad" else "SLAPD"
+    cmd = ["ldapmodify", "-x", "-H", env[pre + "_URL"], "-D", env[pre + "_BIND_DN"], "-y", env[pre + "_PASSWORD_FILE"],
            "-o", "nettimeout=3"]
     end = time.monotonic() + STREAM_MAX_SECONDS
     with open(a.out, "a") as log:
@@ -133,8 +136,9 @@ def cmd_stream(a):
             u = users[n % len(users)]
             der = new_cert(ca, ca_key, keys[u["uid"]], u["uid"], u["mail"], n).public_bytes(
                 serialization.Encoding.DER)
-            ldif = (f"dn: {u['dn']}\nchangetype: modify\nreplace: userCertificate;binary\n"
-                    f"userCertificate;binary:: {base64.b64encode(der).decode()}\n-\n")
+            attr = pipeline.cert_attr(a.flavor)
+            ldif = (f"dn: {u['dn']}\nchangetype: modify\nreplace: {attr}\n"
+                    f"{attr}:: {base64.b64encode(der).decode()}\n-\n")
             try:
                 rc = subprocess.run(cmd, input=ldif, capture_output=True, text=True, timeout=10).returncode
             except subprocess.TimeoutExpired:
@@ -202,6 +206,7 @@ def main(argv):
     st = sub.add_parser("stream")
     for k in ("--data", "--dir-env", "--out", "--stop"):
         st.add_argument(k, required=True)
+    st.add_argument("--flavor", choices=("ad", "openldap"), default="openldap")
     st.add_argument("--interval", type=float, default=0.05)
     st.add_argument("--max", type=int, default=5000)
     c = sub.add_parser("count")

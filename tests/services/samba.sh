@@ -16,7 +16,17 @@
 #       it per start (provisioning costs ~6 s, a copy well under 1 s). The template's domain SID,
 #       keys and Administrator password are shared by every copy: fine for tests only.
 #       --replication: also serve cldap, rpc (DRSUAPI), drepl and kdc, so a second DC can join
-#       (samba.sh join) and replicate from this one.
+#       (samba.sh join) and the first DC's changes reach the joined one by themselves (Samba's drepl:
+#       ~0.2-1 s, by DRS notification). What Samba's DRS client needs, and how
+#       it gets it here without a DNS server and without touching the machine's files:
+#         - the partner's <NTDS Settings objectGUID>._msdcs.<realm> and dcN.<realm> resolve through
+#           libc (getaddrinfo): samba runs in its own mount namespace (unshare -m) where DIR/hosts is
+#           bind-mounted over /etc/hosts (the machine's /etc/hosts is never changed);
+#         - its Kerberos client finds the KDC: KRB5_CONFIG=DIR/krb5.conf names the DC's own address;
+#         - the DC's account has the DRS SPN E3514235-4B06-11D1-AB04-00C04FC2DCD2/<guid>/<realm>
+#           (samba_spnupdate, which Samba's dnsupdate service would run; added before the start);
+#         - `-M prefork` (one worker per service): in `-M single` the DC hung (LDAP unanswered) once its
+#           DRS client began Kerberos exchanges with its own KDC, which then lives in the same process.
 #       Refuses to start while something listens on port 389 on every address (e.g. the Debian system
 #       slapd), naming it. A failed start leaves no samba process and no address alias behind.
 #   samba.sh join DIR FIRST_DIR
@@ -24,18 +34,30 @@
 #       --replication): `samba-tool domain join CORP.EXAMPLE.TEST DC --server=<first's address>` into
 #       DIR/ad (the join is a DRS full replication of schema, configuration and domain: ~5 s here),
 #       on its own 127.88.X.Y, same services; writes DIR/env like start (same Administrator
-#       password: it is replicated). One joined DC per FIRST_DIR (the name DC2 is fixed).
+#       password: it is replicated). One joined DC per FIRST_DIR (the name DC2 is fixed). Its names
+#       are appended to FIRST_DIR/hosts (in place: both DCs' namespaces bind-mount that file), so
+#       from then on FIRST_DIR's DC notifies this one of every change and it pulls it (the join made
+#       the replication link that way). The other direction would need the KCC to give the first DC a
+#       connection from this one: the kcc service is not run (a quick try with it stopped both).
 #   samba.sh replicate TO_DIR FROM_DIR
 #       Pulls the domain partition's changes from FROM_DIR's DC into TO_DIR's DC now:
 #       `samba-tool drs replicate --local` (a real DRS GetNCChanges from FROM's DC, applied to TO's
-#       sam.ldb with the originating replPropertyMetaData kept). Samba's drepl would do this by
-#       itself, but it reaches its partner as <NTDS GUID>._msdcs.<realm> through the system resolver
-#       (no DNS server here: "dns child failed to find name ..."), so tests force it.
-#   samba.sh stop DIR
+#       sam.ldb with the originating replPropertyMetaData kept). Not needed for a pair made by
+#       start --replication + join (they replicate by themselves); a tool to force a pull now.
+#   samba.sh stop DIR [--keep-address]
 #       SIGTERM to the PID in DIR/pid, waits, then checks no process of that session is left
 #       (samba runs in its own session, so its children are found by session id, never by name);
 #       kills and reports leftovers and exits non-zero if there were any. Removes the address alias
-#       (recorded in DIR/address before it is added), also when there is no DIR/pid.
+#       (recorded in DIR/address before it is added), also when there is no DIR/pid; with
+#       --keep-address it stays, for a later restart of the same DC (an outage of a chosen length).
+#       The DC's data (DIR/ad) is never removed by stop.
+#   samba.sh restart DIR
+#       The same DC again, e.g. a directory restart under a running client: stops it as stop does
+#       (by the PID in DIR/pid, the whole session; nothing to stop after 'stop --keep-address') but
+#       keeps its data (DIR/ad: same sam.ldb, USNs, invocationId), TLS files and address alias, then
+#       runs samba on them again (same 127.88.X.Y, same services; a replicating DC in its own
+#       namespace with the same hosts file) and waits as start does. Rewrites DIR/env (only
+#       SAMBA_PID changes); the previous log is kept as DIR/samba.log.prev.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -166,9 +188,57 @@ start_failed() {
 # Services of a DC that takes part in replication: cldap answers the joiner's DC lookup, rpc serves DRSUAPI.
 REPL_SERVICES="ldap cldap rpc drepl kdc"
 
+# ntds_guid DIR: "<objectGUID of the DC's NTDS Settings> <DNS host name>", read from its sam.ldb.
+# /usr/bin/python3: Samba's bindings belong to the system Python, not to a python3 earlier on PATH.
+ntds_guid() {
+  /usr/bin/python3 - "$1/ad/etc/smb.conf" <<'PY'
+import sys
+from samba.auth import system_session
+from samba.param import LoadParm
+from samba.samdb import SamDB
+lp = LoadParm()
+lp.load(sys.argv[1])
+db = SamDB(url=lp.samdb_url(), session_info=system_session(), lp=lp)
+print(db.get_ntds_GUID(), db.host_dns_name())
+PY
+}
+
+# prepare_replication DIR IP HOSTS [--spn]: what a replicating DC needs besides its smb.conf (header of this
+# file): its line in HOSTS (address, DNS host name, short name, <NTDS GUID>._msdcs.<realm>; appended in
+# place, because a running partner's namespace has that very inode bind-mounted over /etc/hosts), DIR/krb5.conf
+# naming its own KDC, and with --spn its DRS SPNs (samba_spnupdate; a join sets the joiner's own).
+prepare_replication() {
+  local d=$1 ip=$2 hosts=$3 spn=${4:-} guid host
+  command -v unshare >/dev/null || cs_die "unshare (util-linux) not found: a replicating DC needs its own mount namespace"
+  if [ "$spn" = --spn ]; then
+    samba_spnupdate -s "$d/ad/etc/smb.conf" >"$d/spnupdate.log" 2>&1 || {
+      cs_show_log "$d/spnupdate.log"
+      cs_die "samba_spnupdate for the DC in $d failed (log $d/spnupdate.log)"
+    }
+  fi
+  read -r guid host < <(ntds_guid "$d" 2>"$d/guid.err") || true
+  [ -n "${host:-}" ] || cs_die "cannot read the NTDS Settings objectGUID of the DC in $d: $(cat "$d/guid.err")"
+  printf '%s %s %s %s._msdcs.%s\n' "$ip" "$host" "${host%%.*}" "$guid" "$DNS_DOMAIN" >>"$hosts"
+  cat >"$d/krb5.conf" <<EOF
+# Written by tests/services/samba.sh: samba's Kerberos client (DRS binds) asks this DC's own KDC.
+[libdefaults]
+	default_realm = $REALM
+	dns_lookup_realm = false
+	dns_lookup_kdc = false
+[realms]
+	$REALM = {
+		kdc = $ip
+	}
+EOF
+}
+
 # write_smb_conf DIR IP [SERVICES [NETBIOS_NAME]]
 write_smb_conf() {
-  local d=$1 ip=$2 ad=$1/ad services=${3:-ldap} nb=${4:-${HOST_NAME^^}}
+  local d=$1 ip=$2 ad=$1/ad services=${3:-ldap} nb=${4:-${HOST_NAME^^}} extra=""
+  # A replicating DC runs -M prefork (see the header): one worker per service is enough for tests; names
+  # resolve only through libc (DIR/hosts), so no WINS / broadcast attempts; drepl tells its partners about
+  # a change after at most 1 s (dreplsrv:notify_interval, default 5 s: the DRS notification delay).
+  [ "$services" = "$REPL_SERVICES" ] && extra=$(printf '\tprefork children = 1\n\tname resolve order = host\n\tdreplsrv:notify_interval = 1\n')
   cat >"$ad/etc/smb.conf" <<EOF
 # Written by tests/services/samba.sh for one throw-away test DC.
 [global]
@@ -191,6 +261,7 @@ write_smb_conf() {
 	ntp signd socket directory = $ad/ntp_signd
 	log file = $ad/log.%m
 	log level = 1
+${extra}
 	ldap server require strong auth = no
 	tls enabled = yes
 	tls keyfile = $d/tls/samba.key
@@ -232,7 +303,7 @@ cmd_start() {
   START_DIR=$d
   trap start_failed EXIT
   remove_address "$d"
-  rm -rf "$d/ad" "$d/tls" "$d/env" "$d/pid" "$d/samba.log" "$d/password"
+  rm -rf "$d/ad" "$d/tls" "$d/env" "$d/pid" "$d/samba.log" "$d/password" "$d/hosts" "$d/krb5.conf"
 
   local t0 t1 src
   t0=$(cs_now_ms)
@@ -254,17 +325,34 @@ cmd_start() {
   "$TOOLS/test_ca.sh" init "$d/tls"
   "$TOOLS/test_ca.sh" server "$d/tls" samba "$ip" "$HOST_NAME.$DNS_DOMAIN"
   write_smb_conf "$d" "$ip" "$services"
-  run_dc "$d" "$ip" "$t0" "$([ -n "$cache" ] && echo "template copy" || echo "provision") $(((t1 - t0) / 1000)).$(((t1 - t0) % 1000 / 100)) s"
+  local hosts=""
+  if [ "$services" = "$REPL_SERVICES" ]; then
+    hosts=$d/hosts
+    printf '127.0.0.1 localhost\n' >"$hosts"
+    prepare_replication "$d" "$ip" "$hosts" --spn
+  fi
+  run_dc "$d" "$ip" "$t0" "$([ -n "$cache" ] && echo "template copy" || echo "provision") $(((t1 - t0) / 1000)).$(((t1 - t0) % 1000 / 100)) s" "$hosts"
 }
 
-# run_dc DIR IP T0 WHAT: starts samba from DIR/ad/etc/smb.conf, waits for a simple-bind search, writes
-# DIR/env. Runs under start_failed (cmd_start / cmd_join set the trap).
+# run_dc DIR IP T0 WHAT [HOSTS]: starts samba from DIR/ad/etc/smb.conf, waits for a simple-bind search,
+# writes DIR/env. With HOSTS (a replicating DC): -M prefork, in its own mount namespace with HOSTS over
+# /etc/hosts and KRB5_CONFIG=DIR/krb5.conf. Runs under start_failed (cmd_start / cmd_join set the trap).
 run_dc() {
-  local d=$1 ip=$2 t0=$3 what=$4
-  # setsid: samba leads its own session; stop finds every process of it by session id.
-  setsid samba -i -M single -s "$d/ad/etc/smb.conf" </dev/null >"$d/samba.log" 2>&1 &
+  local d=$1 ip=$2 t0=$3 what=$4 hosts=${5:-}
+  # setsid: samba leads its own session; stop finds every process of it by session id (setsid, unshare
+  # and sh exec in turn, so $! is samba's pid).
+  if [ -n "$hosts" ]; then
+    # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
+    KRB5_CONFIG=$d/krb5.conf setsid unshare -m --propagation private sh -c \
+      'mount --bind "$1" /etc/hosts && exec samba -i -M prefork -s "$2"' sh "$hosts" "$d/ad/etc/smb.conf" \
+      </dev/null >"$d/samba.log" 2>&1 &
+  else
+    setsid samba -i -M single -s "$d/ad/etc/smb.conf" </dev/null >"$d/samba.log" 2>&1 &
+  fi
   local pid=$!
   echo "$pid" >"$d/pid"
+  # restart runs a replicating DC with the same hosts file (a joined DC's is its first DC's).
+  if [ -n "$hosts" ]; then echo "$hosts" >"$d/hosts.path"; else rm -f "$d/hosts.path"; fi
 
   local bind_dn="CN=Administrator,CN=Users,$BASE"
   if ! cs_wait_port "$ip" 389 30 "$pid"; then
@@ -322,7 +410,8 @@ cmd_join() {
   START_DIR=$d
   trap start_failed EXIT
   remove_address "$d"
-  rm -rf "$d/ad" "$d/tls" "$d/env" "$d/pid" "$d/samba.log" "$d/password"
+  rm -rf "$d/ad" "$d/tls" "$d/env" "$d/pid" "$d/samba.log" "$d/password" "$d/krb5.conf"
+  [ -f "$first/hosts" ] || cs_die "no $first/hosts: restart the first DC with this samba.sh ('samba.sh start $first --replication')"
   mkdir -p "$d/ad/etc" "$d/ad/run" "$d/ad/state/sysvol"
   cp -p "$first/password" "$d/password"
   ip=$(pick_address "$d")
@@ -337,7 +426,9 @@ cmd_join() {
     cs_die "samba-tool domain join via $first_host failed (log $d/join.log)"
   }
   t1=$(cs_now_ms)
-  run_dc "$d" "$ip" "$t0" "joined $REALM via $first_host in $(((t1 - t0) / 1000)).$(((t1 - t0) % 1000 / 100)) s"
+  prepare_replication "$d" "$ip" "$first/hosts"
+  run_dc "$d" "$ip" "$t0" "joined $REALM via $first_host in $(((t1 - t0) / 1000)).$(((t1 - t0) % 1000 / 100)) s" \
+    "$first/hosts"
 }
 
 cmd_replicate() {
@@ -353,11 +444,12 @@ cmd_replicate() {
   tail -n 1 "$to/replicate.log"
 }
 
+# cmd_stop DIR [--keep-address]: --keep-address (restart) leaves the alias for the same DC's next run.
 cmd_stop() {
-  local d=$1 pid i left
+  local d=$1 keep=${2:-} pid i left
   if [ ! -f "$d/pid" ]; then
     # A start that died before it wrote the pid may still have added its alias.
-    if [ -f "$d/address" ]; then
+    if [ -f "$d/address" ] && [ "$keep" != --keep-address ]; then
       remove_address "$d"
       echo "samba: no $d/pid (nothing running); removed the address alias recorded in $d/address"
       return 0
@@ -375,7 +467,7 @@ cmd_stop() {
     sleep 0.1
   done
   left=$(session_pids "$pid")
-  remove_address "$d"
+  [ "$keep" = --keep-address ] || remove_address "$d"
   if [ -n "$left" ]; then
     echo "error: processes of samba session $pid still running 15 s after SIGTERM:" >&2
     # shellcheck disable=SC2086
@@ -387,13 +479,41 @@ cmd_stop() {
   echo "samba: session $pid stopped, nothing left"
 }
 
+cmd_restart() {
+  local d=$1 ip t0 hosts=""
+  [ "$(id -u)" -eq 0 ] || cs_die "samba.sh needs root (Samba's AD DC and the loopback alias); run as root"
+  [ -f "$d/address" ] && [ -f "$d/ad/etc/smb.conf" ] ||
+    cs_die "no DC to restart in $d (no address alias or ad/etc/smb.conf: never started, or stopped without" \
+      "--keep-address); start one with 'samba.sh start $d'"
+  d=$(cd "$d" && pwd)
+  ip=$(cat "$d/address")
+  if grep -q "server services = $REPL_SERVICES" "$d/ad/etc/smb.conf"; then
+    # A DC started before hosts.path was recorded: its own hosts file (a first DC's).
+    hosts=$(cat "$d/hosts.path" 2>/dev/null || echo "$d/hosts")
+    [ -f "$hosts" ] || cs_die "no hosts file $hosts for the replicating DC in $d; start it again with samba.sh start/join"
+  fi
+  t0=$(cs_now_ms)
+  if [ -f "$d/pid" ]; then cmd_stop "$d" --keep-address >/dev/null; fi
+  grep -qw "inet $ip/32" <<<"$(ip -4 addr show dev lo)" ||
+    cs_die "the address alias $ip/32 of the DC in $d is gone from lo; start it again with 'samba.sh start $d'"
+  [ -f "$d/samba.log" ] && mv "$d/samba.log" "$d/samba.log.prev"
+  # A failed run stops what it started and removes the alias (start_failed), as a failed start does.
+  START_DIR=$d
+  trap start_failed EXIT
+  run_dc "$d" "$ip" "$t0" "restarted on its data" "$hosts"
+}
+
 [ $# -ge 2 ] || usage
 case $1 in
   start)
     shift
     cmd_start "$@"
     ;;
-  stop) cmd_stop "$2" ;;
+  stop)
+    [ $# -eq 2 ] || [ "$3" = --keep-address ] || cs_die "unknown option '$3' for samba.sh stop; use --keep-address"
+    cmd_stop "$2" "${3:-}"
+    ;;
+  restart) cmd_restart "$2" ;;
   join)
     [ $# -eq 3 ] || usage
     cmd_join "$2" "$3"

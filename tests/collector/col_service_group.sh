@@ -22,48 +22,20 @@ trap svc_stop_all EXIT
 
 tag=cs$RANDOM
 TP="it.$tag"
+svc_directory "$FLAVOR" "$tag"
+GROUP=$(svc_group_dn g)
 if [ "$FLAVOR" = slapd ]; then
-  IT_LOG=$SLAPD_LOG
-  export IT_LOG
-  BASE=$SLAPD_BASE
-  OU="ou=$tag,$BASE"
-  GROUP="cn=$tag-g,$OU"
-  auth=(-x -H "$SLAPD_URL" -D "$SLAPD_BIND_DN" -y "$SLAPD_PASSWORD_FILE")
-  FILTER="(objectClass=inetOrgPerson)"
   FILTER_OUT="(&(objectClass=inetOrgPerson)(!(description=out)))"
-  gen_flavor=openldap
-  gen_extra=(--no-base-entry --no-user-files)
-  group_ldif() { printf 'dn: %s\nobjectClass: groupOfNames\ncn: %s-g\nmember: %s\nmember: %s\n' "$GROUP" "$tag" "$1" "$2"; }
-  url=$SLAPD_URL bind=$SLAPD_BIND_DN pw=$SLAPD_PASSWORD_FILE
 else
-  IT_LOG=$SAMBA_LOG # read by it_lib.sh on failure
-  export IT_LOG
-  BASE=$SAMBA_BASE
-  OU="OU=$tag,$BASE"
-  GROUP="CN=$tag-g,$OU"
-  export LDAPTLS_CACERT=$SAMBA_CA_FILE LDAPTLS_REQCERT=demand
-  auth=(-x -D "$SAMBA_BIND_DN" -y "$SAMBA_PASSWORD_FILE" -H "$SAMBA_LDAPS_URL")
-  FILTER="(&(objectClass=user)(sAMAccountName=$tag*))"
   FILTER_OUT="(&(objectClass=user)(sAMAccountName=$tag*)(!(description=out)))"
-  gen_flavor=ad
-  gen_extra=()
-  group_ldif() {
-    printf 'dn: %s\nobjectClass: group\nsAMAccountName: %s-g\nmember: %s\nmember: %s\n' "$GROUP" "$tag" "$1" "$2"
-  }
-  url=$SAMBA_LDAPS_URL bind=$SAMBA_BIND_DN pw=$SAMBA_PASSWORD_FILE
-  # shellcheck disable=SC2034 # read by svc_config (col_svc_lib.sh)
-  SVC_LDAP_EXTRA=("tls: {ca_file: \"$SAMBA_CA_FILE\"}")
 fi
 
 "$TOOLS/gen_users.py" --count 4 --seed 53 --out "$W/data" --flavor "$gen_flavor" --base "$BASE" \
   --ou "$tag" --prefix "$tag" "${gen_extra[@]}" >/dev/null || it_fail "gen_users.py failed"
 ldapadd "${auth[@]}" -f "$W/data/users.ldif" >"$W/ldapadd.out" 2>&1 || it_fail "ldapadd $(cat "$W/ldapadd.out")"
 # Users with userCertificate values first: the group's joins must carry certificates.
-mapfile -t U < <(python3 -c 'import json,sys
-us=json.load(open(sys.argv[1]))["users"]
-us.sort(key=lambda u: not any(v["attribute"]=="userCertificate" for v in u["values"]))
-[print(u["dn"]) for u in us]' "$W/data/manifest.json")
-group_ldif "${U[0]}" "${U[1]}" | ldapadd "${auth[@]}" >/dev/null || it_fail "ldapadd $GROUP"
+mapfile -t U < <(svc_user_dns "$W/data/manifest.json")
+svc_group_ldif g "${U[0]}" "${U[1]}" | ldapadd "${auth[@]}" >/dev/null || it_fail "ldapadd $GROUP"
 svc_topics "$TP"
 group_cfg() { # group_cfg FILE FILTER
   svc_config "$1" "$tag" "$TP" "$url" "$bind" "$pw" "$OU" "$2" "batch: {max_wait: 100ms}"

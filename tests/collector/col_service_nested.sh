@@ -21,59 +21,21 @@ trap svc_stop_all EXIT
 
 tag=cs$RANDOM
 TP="it.$tag"
-if [ "$FLAVOR" = slapd ]; then
-  IT_LOG=$SLAPD_LOG
-  export IT_LOG
-  BASE=$SLAPD_BASE
-  OU="ou=$tag,$BASE"
-  auth=(-x -H "$SLAPD_URL" -D "$SLAPD_BIND_DN" -y "$SLAPD_PASSWORD_FILE")
-  FILTER="(objectClass=inetOrgPerson)"
-  gen_flavor=openldap
-  gen_extra=(--no-base-entry --no-user-files)
-  gdn() { echo "cn=$tag-$1,$OU"; }
-  group_ldif() { # group_ldif NAME MEMBER...
-    printf 'dn: %s\nobjectClass: groupOfNames\ncn: %s-%s\n' "$(gdn "$1")" "$tag" "$1"
-    shift
-    for m in "$@"; do printf 'member: %s\n' "$m"; done
-  }
-  url=$SLAPD_URL bind=$SLAPD_BIND_DN pw=$SLAPD_PASSWORD_FILE
-else
-  IT_LOG=$SAMBA_LOG # read by it_lib.sh on failure
-  export IT_LOG
-  BASE=$SAMBA_BASE
-  OU="OU=$tag,$BASE"
-  export LDAPTLS_CACERT=$SAMBA_CA_FILE LDAPTLS_REQCERT=demand
-  auth=(-x -D "$SAMBA_BIND_DN" -y "$SAMBA_PASSWORD_FILE" -H "$SAMBA_LDAPS_URL")
-  FILTER="(&(objectClass=user)(sAMAccountName=$tag*))"
-  gen_flavor=ad
-  gen_extra=()
-  gdn() { echo "CN=$tag-$1,$OU"; }
-  group_ldif() { # group_ldif NAME MEMBER...
-    printf 'dn: %s\nobjectClass: group\nsAMAccountName: %s-%s\n' "$(gdn "$1")" "$tag" "$1"
-    shift
-    for m in "$@"; do printf 'member: %s\n' "$m"; done
-  }
-  url=$SAMBA_LDAPS_URL bind=$SAMBA_BIND_DN pw=$SAMBA_PASSWORD_FILE
-  # shellcheck disable=SC2034 # read by svc_config (col_svc_lib.sh)
-  SVC_LDAP_EXTRA=("tls: {ca_file: \"$SAMBA_CA_FILE\"}")
-fi
+svc_directory "$FLAVOR" "$tag"
 
 "$TOOLS/gen_users.py" --count 5 --seed 59 --out "$W/data" --flavor "$gen_flavor" --base "$BASE" \
   --ou "$tag" --prefix "$tag" "${gen_extra[@]}" >/dev/null || it_fail "gen_users.py failed"
 ldapadd "${auth[@]}" -f "$W/data/users.ldif" >"$W/ldapadd.out" 2>&1 || it_fail "ldapadd $(cat "$W/ldapadd.out")"
 # Users with userCertificate values first: the entering users must carry certificates.
-mapfile -t U < <(python3 -c 'import json,sys
-us=json.load(open(sys.argv[1]))["users"]
-us.sort(key=lambda u: not any(v["attribute"]=="userCertificate" for v in u["values"]))
-[print(u["dn"]) for u in us]' "$W/data/manifest.json")
-G=$(gdn g) S1=$(gdn s1) S2=$(gdn s2)
+mapfile -t U < <(svc_user_dns "$W/data/manifest.json")
+G=$(svc_group_dn g) S1=$(svc_group_dn s1) S2=$(svc_group_dn s2)
 # Members must exist on AD (linked values): S2, S1, G, then the edge that closes the cycle.
 {
-  group_ldif s2 "${U[2]}"
+  svc_group_ldif s2 "${U[2]}"
   echo
-  group_ldif s1 "${U[1]}" "$S2"
+  svc_group_ldif s1 "${U[1]}" "$S2"
   echo
-  group_ldif g "${U[0]}" "$S1"
+  svc_group_ldif g "${U[0]}" "$S1"
 } | ldapadd "${auth[@]}" >"$W/groups.out" 2>&1 || it_fail "ldapadd groups: $(cat "$W/groups.out")"
 member_mod() { # member_mod GROUP add|delete DN
   printf 'dn: %s\nchangetype: modify\n%s: member\nmember: %s\n' "$1" "$2" "$3" | ldapmodify "${auth[@]}" >/dev/null ||

@@ -11,6 +11,64 @@ EVENTS=${COL_EVENTS:?COL_EVENTS (path of col_events) is not set; run through cte
 # shellcheck disable=SC1090
 . "$CS_KAFKA_ENV"
 
+# svc_directory slapd|samba TAG: the directory of a group test, with TAG's users in their own OU. Sets
+# IT_LOG (exported: it_lib.sh shows it on failure), BASE, OU, auth (ldap* client options), FILTER (TAG's
+# users), gen_flavor and gen_extra (gen_users.py), url, bind, pw and SVC_LDAP_EXTRA (svc_config).
+# shellcheck disable=SC2034 # every variable set here is read by the calling test
+svc_directory() {
+  SVC_FLAVOR=$1 SVC_TAG=$2
+  if [ "$1" = slapd ]; then
+    IT_LOG=$SLAPD_LOG
+    BASE=$SLAPD_BASE
+    OU="ou=$2,$BASE"
+    auth=(-x -H "$SLAPD_URL" -D "$SLAPD_BIND_DN" -y "$SLAPD_PASSWORD_FILE")
+    FILTER="(objectClass=inetOrgPerson)"
+    gen_flavor=openldap
+    gen_extra=(--no-base-entry --no-user-files)
+    url=$SLAPD_URL bind=$SLAPD_BIND_DN pw=$SLAPD_PASSWORD_FILE
+    SVC_LDAP_EXTRA=()
+  else
+    IT_LOG=$SAMBA_LOG
+    BASE=$SAMBA_BASE
+    OU="OU=$2,$BASE"
+    export LDAPTLS_CACERT=$SAMBA_CA_FILE LDAPTLS_REQCERT=demand
+    auth=(-x -D "$SAMBA_BIND_DN" -y "$SAMBA_PASSWORD_FILE" -H "$SAMBA_LDAPS_URL")
+    FILTER="(&(objectClass=user)(sAMAccountName=$2*))"
+    gen_flavor=ad
+    gen_extra=()
+    url=$SAMBA_LDAPS_URL bind=$SAMBA_BIND_DN pw=$SAMBA_PASSWORD_FILE
+    SVC_LDAP_EXTRA=("tls: {ca_file: \"$SAMBA_CA_FILE\"}")
+  fi
+  export IT_LOG
+}
+
+# svc_group_dn NAME: the DN of group TAG-NAME in svc_directory's OU.
+svc_group_dn() {
+  if [ "$SVC_FLAVOR" = slapd ]; then echo "cn=$SVC_TAG-$1,$OU"; else echo "CN=$SVC_TAG-$1,$OU"; fi
+}
+
+# svc_group_ldif NAME MEMBER...: the LDIF adding group TAG-NAME (groupOfNames on slapd, group on AD).
+svc_group_ldif() {
+  local name=$1
+  shift
+  if [ "$SVC_FLAVOR" = slapd ]; then
+    printf 'dn: %s\nobjectClass: groupOfNames\ncn: %s-%s\n' "$(svc_group_dn "$name")" "$SVC_TAG" "$name"
+  else
+    printf 'dn: %s\nobjectClass: group\nsAMAccountName: %s-%s\n' "$(svc_group_dn "$name")" "$SVC_TAG" "$name"
+  fi
+  local m
+  for m in "$@"; do printf 'member: %s\n' "$m"; done
+}
+
+# svc_user_dns MANIFEST: the DNs of gen_users.py's users, those with userCertificate values first (a user
+# entering scope must carry certificates).
+svc_user_dns() {
+  python3 -c 'import json,sys
+us=json.load(open(sys.argv[1]))["users"]
+us.sort(key=lambda u: not any(v["attribute"]=="userCertificate" for v in u["values"]))
+[print(u["dn"]) for u in us]' "$1"
+}
+
 # svc_topics PREFIX: creates PREFIX.events (compacted, 3 partitions), PREFIX.state and PREFIX.held.
 svc_topics() {
   "$CS_KAFKA_SH" topic "$CS_KAFKA_DIR" "$1.events" --partitions 3 --compact >/dev/null || it_fail "create $1.events"
